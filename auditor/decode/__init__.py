@@ -1,0 +1,2 @@
+"""Pure decoders of untrusted bytes. They report facts, never judge, never raise."""
+

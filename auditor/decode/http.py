@@ -1,0 +1,119 @@
+"""HTTP/1.x request-head decoder: method, target, version and Host from a client's bytes.
+
+Owns recognising a cleartext HTTP request at the start of a TCP stream and reading its head
+(request line + header fields, RFC 9112). Pure, never raises. The body is never looked at.
+`host` is the raw Host field value as sent (tshark's `http.host` keeps ":port" too);
+`host_name()` gives the form used for policy matching.
+"""
+from __future__ import annotations
+
+NEED_MORE = "need_more"
+MALFORMED = "malformed"
+NOT_HTTP = "not_http"
+
+MAX_HEAD = 16 * 1024  # a request head larger than this is not something we wait for
+
+# RFC 9110 methods, CONNECT, and the WebDAV/CalDAV/UPnP/cache ones seen in practice.
+METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH "
+    b"PROPFIND PROPPATCH MKCOL COPY MOVE LOCK UNLOCK SEARCH REPORT MKCALENDAR ACL "
+    b"BIND UNBIND REBIND LINK UNLINK MKACTIVITY CHECKOUT CHECKIN MERGE UPDATE LABEL "
+    b"VERSION-CONTROL BASELINE-CONTROL MKWORKSPACE ORDERPATCH UNCHECKOUT "
+    b"M-SEARCH NOTIFY SUBSCRIBE UNSUBSCRIBE PURGE".split())
+_LONGEST = max(len(m) for m in METHODS)
+# Every proper prefix of a method: enough bytes to tell "could still be HTTP" apart.
+_PREFIXES = frozenset(m[:i] for m in METHODS for i in range(1, len(m) + 1))
+
+
+class HttpRequest:
+    """The request line and Host of one HTTP/1.x request."""
+    __slots__ = ("method", "target", "host", "version")
+
+    def __init__(self, method: str, target: str, host: str | None, version: str):
+        self.method = method
+        self.target = target
+        self.host = host
+        self.version = version
+
+    def __repr__(self) -> str:
+        return (f"HttpRequest(method={self.method!r}, target={self.target!r}, "
+                f"host={self.host!r}, version={self.version!r})")
+
+
+def parse_request(buf: bytes) -> HttpRequest | str:
+    """Parse the head of an HTTP/1.x request at the start of `buf`."""
+    try:
+        return _parse(bytes(buf))
+    except Exception:  # noqa: BLE001 - "never raises" is the contract for untrusted bytes
+        return MALFORMED
+
+
+def _parse(buf: bytes) -> HttpRequest | str:
+    sp = buf.find(b" ", 0, _LONGEST + 1)
+    if sp < 0:
+        head = buf[:_LONGEST + 1]
+        return NEED_MORE if head and head in _PREFIXES else NOT_HTTP
+    method = buf[:sp]
+    if method not in METHODS:
+        return NOT_HTTP
+    eol = buf.find(b"\n", sp)
+    if eol < 0:
+        return NEED_MORE if len(buf) < MAX_HEAD else MALFORMED
+    line = buf[sp + 1:eol].rstrip(b"\r")
+    # request-line = method SP request-target SP HTTP-version (RFC 9112 3)
+    tsp = line.rfind(b" ")
+    if tsp <= 0:
+        return MALFORMED
+    target = line[:tsp]
+    version = line[tsp + 1:]
+    if (len(version) != 8 or not version.startswith(b"HTTP/") or version[6] != 0x2E
+            or not version[5:6].isdigit() or not version[7:8].isdigit()
+            or b" " in target or not target):
+        return MALFORMED
+    end = buf.find(b"\n\r\n", eol)
+    end2 = buf.find(b"\n\n", eol)
+    # The head ends at the first empty line, whether CRLF or bare LF (RFC 9112 2.2).
+    cands = [e + 1 for e in (end, end2) if e >= 0]
+    if not cands:
+        if buf[eol + 1:eol + 3] in (b"\r\n", b"\n"):
+            cands = [eol + 1]
+        else:
+            return NEED_MORE if len(buf) < MAX_HEAD else MALFORMED
+    head_end = min(cands)
+    if head_end > MAX_HEAD:
+        return MALFORMED
+    host = None
+    for raw in buf[eol + 1:head_end].split(b"\n"):
+        raw = raw.rstrip(b"\r")
+        if not raw:
+            continue
+        colon = raw.find(b":")
+        if colon <= 0 or raw[colon - 1] in b" \t":
+            return MALFORMED  # RFC 9112 5.1: no whitespace before the colon
+        if host is None and raw[:colon].lower() == b"host":
+            host = _text(raw[colon + 1:].strip(b" \t"))
+    return HttpRequest(method.decode("ascii"), _text(target), host, version.decode("ascii"))
+
+
+def _text(b: bytes) -> str:
+    try:
+        return b.decode("ascii")
+    except UnicodeDecodeError:
+        return b.decode("utf-8", "backslashreplace")
+
+
+def host_name(host: str | None) -> str:
+    """The matchable host from a Host value or CONNECT target: no port, no IPv6 brackets,
+    no trailing dot, lower case ("[2001:DB8::1]:80" -> "2001:db8::1")."""
+    try:
+        if not host:
+            return ""
+        h = host.strip()
+        if h.startswith("["):
+            close = h.find("]")
+            h = h[1:close] if close > 0 else h[1:]
+        elif h.count(":") == 1:
+            h = h.split(":", 1)[0]  # a bare IPv6 (several colons) has no port to strip
+        return h.rstrip(".").lower()
+    except Exception:  # noqa: BLE001
+        return ""

@@ -1,0 +1,82 @@
+"""`policy check`: what the loader reports plus what Azure would reject or silently ignore.
+
+Errors: storage FQDN rules in approved-only mode, misplaced wildcards, bad port ranges,
+duplicate rule names, malformed private-endpoint resource ids, service tags absent from the
+tags file. Warnings: `*contoso.com` patterns, rules Azure ignores in the current mode, private
+endpoints whose names cannot be derived, unknown keys.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import builtin
+from .azure import load_policy_lenient
+from .endpoints import derive_fqdns, known_subresource, parse_resource_id
+from .match import is_storage_pattern
+from .model import (FqdnRule, IsolationMode, Policy, PrivateEndpointRule, Problem,
+                    ServiceTagRule)
+from .servicetags import ServiceTags
+
+
+def _p(policy: Policy, level: str, rule, field: str, reason: str) -> Problem:
+    return Problem(level=level, file=policy.path, reason=reason, line=rule.line, rule=rule.name,
+                   field=field)
+
+
+def lint(policy: Policy, tags: ServiceTags | None, include: tuple[str, ...] = ()) -> list[Problem]:
+    """Problems of a loaded policy (beyond those the loader found)."""
+    out: list[Problem] = []
+    approved = policy.isolation_mode is IsolationMode.ALLOW_ONLY_APPROVED_OUTBOUND
+    ignored = not approved
+    for rule in policy.file_rules:
+        if isinstance(rule, FqdnRule):
+            dest = rule.destination
+            if approved and is_storage_pattern(dest):
+                out.append(_p(policy, "error", rule, "destination",
+                              f"{dest!r} is an Azure Storage endpoint: FQDN rules cannot reach "
+                              "storage in allow_only_approved_outbound; use a private endpoint"))
+            elif approved and dest.lstrip("*.").endswith("core.windows.net") and "*" in dest:
+                out.append(_p(policy, "warning", rule, "destination",
+                              f"{dest!r} also covers Azure Storage endpoints, which it will "
+                              "never allow in allow_only_approved_outbound"))
+            if dest.startswith("*") and not dest.startswith("*.") and dest != "*":
+                out.append(_p(policy, "warning", rule, "destination",
+                              f"{dest!r} matches any name ending in {dest[1:]!r} (e.g. "
+                              f"'x{dest[1:]}'); did you mean '*.{dest[1:]}'?"))
+        if isinstance(rule, (FqdnRule, ServiceTagRule)) and ignored:
+            out.append(_p(policy, "warning", rule, "type",
+                          f"{rule.type.value} rules are ignored by Azure in "
+                          f"{policy.isolation_mode.value} mode"))
+        if isinstance(rule, ServiceTagRule) and not rule.address_prefixes and tags is not None:
+            if rule.service_tag and tags.resolve(rule.service_tag) is None:
+                out.append(_p(policy, "error", rule, "destination.service_tag",
+                              f"service tag {rule.service_tag!r} is not in "
+                              f"{Path(tags.path).name or 'the service tags file'}"))
+        if isinstance(rule, PrivateEndpointRule):
+            parsed = parse_resource_id(rule.service_resource_id)
+            rtype = parsed[0] if parsed else ""
+            if not rule.fqdns and not derive_fqdns(rule.service_resource_id,
+                                                   rule.subresource_target,
+                                                   region=policy.location,
+                                                   workspace_id=policy.workspace_id):
+                why = ("unknown resource type/subresource" if not known_subresource(
+                    rtype, rule.subresource_target) else "needs the workspace region/id")
+                out.append(_p(policy, "warning", rule, "destination.subresource_target",
+                              f"cannot derive the endpoint's host names ({why}: "
+                              f"{rtype} {rule.subresource_target!r}); add 'fqdns' so traffic "
+                              "to it is recognised"))
+    for name in include:
+        for rule in builtin.scenario_rules(name):
+            if approved and is_storage_pattern(rule.destination):
+                out.append(Problem(level="warning", file=policy.path, rule=rule.name,
+                                   field="destination", reason=f"built-in {name} host "
+                                   f"{rule.destination!r} is Azure Storage and will be denied "
+                                   "(storage_requires_private_endpoint)"))
+    return out
+
+
+def check(path: str, tags: ServiceTags | None, *, region: str | None = None,
+          include: tuple[str, ...] = ()) -> list[Problem]:
+    """Everything wrong with a policy file, loader problems first; PolicyError if unreadable."""
+    policy, problems = load_policy_lenient(path, region=region)
+    return list(problems) + lint(policy, tags, include)

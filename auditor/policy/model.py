@@ -1,0 +1,146 @@
+"""The normalised policy: one pydantic model whatever Azure dialect the file was written in.
+
+Owns the vocabulary (isolation modes, rule types, categories, ports, protocols) and the
+`PolicyError` every loader raises. Parsing lives in `azure.py`; built-ins in `builtin.py`.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class PolicyError(Exception):
+    """A policy file could not be used; `str()` is one line naming the file, rule and field."""
+
+    def __init__(self, file: str, reason: str, *, line: int | None = None,
+                 rule: str | None = None, field: str | None = None) -> None:
+        self.file, self.reason, self.line, self.rule, self.field = file, reason, line, rule, field
+        super().__init__(format_problem(file, reason, line=line, rule=rule, field=field))
+
+
+def format_problem(file: str, reason: str, *, line: int | None = None, rule: str | None = None,
+                   field: str | None = None, level: str | None = None) -> str:
+    """`policy.yaml:14: rule 'pypi': destination.port_ranges: reason` (parts omitted when unknown)."""
+    parts = [f"{file}:{line}" if line else file]
+    if level:
+        parts.append(level)
+    if rule is not None:
+        parts.append(f"rule {rule!r}")
+    if field:
+        parts.append(field)
+    parts.append(reason)
+    return ": ".join(parts)
+
+
+class IsolationMode(str, enum.Enum):
+    DISABLED = "disabled"
+    ALLOW_INTERNET_OUTBOUND = "allow_internet_outbound"
+    ALLOW_ONLY_APPROVED_OUTBOUND = "allow_only_approved_outbound"
+
+
+class RuleType(str, enum.Enum):
+    FQDN = "fqdn"
+    SERVICE_TAG = "service_tag"
+    PRIVATE_ENDPOINT = "private_endpoint"
+
+
+class Category(str, enum.Enum):
+    REQUIRED = "required"
+    RECOMMENDED = "recommended"
+    USER_DEFINED = "user_defined"
+    DEPENDENCY = "dependency"      # ARM's RuleCategory has it (rules a connection depends on)
+    BUILT_IN = "built_in"          # ours: scenario sets pulled in by `include`
+
+
+class PortRange(BaseModel):
+    """Inclusive port range; Azure writes them as "80, 8080-8089"."""
+    model_config = ConfigDict(frozen=True)
+    lo: int
+    hi: int
+
+    def __str__(self) -> str:
+        return str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
+
+
+Protocol = Literal["tcp", "udp", "icmp", "*"]
+Action = Literal["allow", "deny"]
+Status = Literal["Active", "Inactive"]
+
+
+class _RuleBase(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    category: Category = Category.USER_DEFINED
+    status: Status | None = None          # read-only in Azure; displayed, never consulted
+    line: int | None = Field(default=None, exclude=True)   # where the rule starts in the file
+    note: str | None = None                # why a built-in looks the way it does
+
+
+class FqdnRule(_RuleBase):
+    type: Literal[RuleType.FQDN] = RuleType.FQDN
+    destination: str                       # normalised pattern: lower case, A-labels, no dot at end
+
+
+class ServiceTagRule(_RuleBase):
+    type: Literal[RuleType.SERVICE_TAG] = RuleType.SERVICE_TAG
+    service_tag: str | None = None
+    protocol: Protocol = "*"
+    port_ranges: tuple[PortRange, ...] = ()   # empty = any port ("*")
+    address_prefixes: tuple[str, ...] = ()    # when set, used instead of the tag (as Azure does)
+    action: Action = "allow"
+
+    def ports_text(self) -> str:
+        return ", ".join(str(p) for p in self.port_ranges) if self.port_ranges else "*"
+
+
+class PrivateEndpointRule(_RuleBase):
+    type: Literal[RuleType.PRIVATE_ENDPOINT] = RuleType.PRIVATE_ENDPOINT
+    service_resource_id: str
+    subresource_target: str
+    spark_enabled: bool = False
+    fqdns: tuple[str, ...] = ()               # explicit, as written; derived ones: endpoints.py
+
+
+Rule = Annotated[Union[FqdnRule, ServiceTagRule, PrivateEndpointRule], Field(discriminator="type")]
+
+
+class Problem(BaseModel):
+    """One finding of the loader or the linter."""
+    model_config = ConfigDict(frozen=True)
+    level: Literal["error", "warning"]
+    file: str
+    reason: str
+    line: int | None = None
+    rule: str | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return format_problem(self.file, self.reason, line=self.line, rule=self.rule,
+                              field=self.field, level=self.level)
+
+
+class Policy(BaseModel):
+    """A managed network as the auditor enforces it.
+
+    `file_rules` are the rules written in the file; `rules` are the effective ones in
+    `isolation_mode` (file rules plus the `required` built-ins Azure adds in approved-only mode).
+    """
+    model_config = ConfigDict(frozen=True)
+    path: str
+    dialect: Literal["cli_yaml", "az_json", "arm"]
+    isolation_mode: IsolationMode
+    location: str | None = None            # normalised region name, e.g. "eastus"
+    workspace_name: str | None = None
+    workspace_id: str | None = None        # the GUID, when the file states it (derives amlworkspace names)
+    file_rules: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    sha256: str = ""
+    warnings: tuple[Problem, ...] = ()
+
+    def rule_counts(self) -> dict[RuleType, int]:
+        counts = {t: 0 for t in RuleType}
+        for rule in self.rules:
+            counts[rule.type] += 1
+        return counts

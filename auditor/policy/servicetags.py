@@ -1,0 +1,224 @@
+"""Microsoft's `ServiceTags_*.json` and the longest-prefix structure that answers "which tags?".
+
+CIDR blocks are either nested or disjoint, so one sorted pass with a stack turns ~96k prefixes
+into disjoint intervals, each carrying the (interned) tuple of every tag that covers it. A
+lookup is one `bisect` per address: O(log n), independent of how many rules or tags there are.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+from bisect import bisect_right
+from pathlib import Path
+from typing import Iterable
+
+from .model import PolicyError
+
+MAX_FILE_BYTES = 64 * 1024 * 1024
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "servicetags"
+
+
+def default_path() -> Path:
+    """The newest bundled `ServiceTags_Public_*.json` (the file name carries the date)."""
+    found = sorted(DATA_DIR.glob("ServiceTags_Public_*.json"))
+    if not found:
+        raise PolicyError(str(DATA_DIR), "no bundled ServiceTags_Public_*.json")
+    return found[-1]
+
+
+def normalise_region(region: str) -> str:
+    """`East US`, `EastUS`, `east_us` -> `eastus` (ARM location names)."""
+    return "".join(ch for ch in region.lower() if ch.isalnum())
+
+
+def parse_address(text: str) -> tuple[int, int] | None:
+    """(family bits 32|128, integer) for an address string, None if it is not one."""
+    try:
+        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        pass
+    try:
+        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0]), "big")
+    except (OSError, ValueError):
+        return None
+
+
+def parse_prefix(text: str) -> tuple[int, int, int]:
+    """(family bits, first, last) of "a.b.c.d/n" or a bare address; ValueError if malformed."""
+    addr, _, length = text.strip().partition("/")
+    parsed = parse_address(addr)
+    if parsed is None:
+        raise ValueError(f"{text!r} is not an IP prefix")
+    bits, value = parsed
+    n = bits if not length else int(length) if length.isdigit() else -1
+    if not 0 <= n <= bits:
+        raise ValueError(f"{text!r} has an invalid prefix length")
+    host = (1 << (bits - n)) - 1
+    first = value & ~host
+    return bits, first, first | host
+
+
+class PrefixTable:
+    """Disjoint sorted intervals per address family, each with the labels covering it."""
+
+    __slots__ = ("_starts", "_labels")
+
+    def __init__(self, blocks: Iterable[tuple[int, int, int, str]]) -> None:
+        # Merge labels of identical blocks first: many prefixes appear in several tags.
+        by_block: dict[tuple[int, int, int], set[str]] = {}
+        for bits, first, last, label in blocks:
+            by_block.setdefault((bits, first, last), set()).add(label)
+        self._starts: dict[int, list[int]] = {}
+        self._labels: dict[int, list[tuple[str, ...]]] = {}
+        for bits in (32, 128):
+            items = sorted(((f, -l, lab) for (b, f, l), lab in by_block.items() if b == bits),
+                           key=lambda it: (it[0], it[1]))
+            self._starts[bits], self._labels[bits] = self._flatten(items)
+
+    @staticmethod
+    def _flatten(items: list) -> tuple[list[int], list[tuple[str, ...]]]:
+        starts: list[int] = []
+        labels: list[tuple[str, ...]] = []
+        interned: dict[frozenset, tuple[str, ...]] = {frozenset(): ()}
+
+        def emit(pos: int, tags: tuple[str, ...]) -> None:
+            if starts and starts[-1] == pos:
+                labels[-1] = tags
+                if len(labels) > 1 and labels[-2] is tags:   # merged back into the previous run
+                    starts.pop(); labels.pop()
+            elif not labels or labels[-1] is not tags:
+                starts.append(pos); labels.append(tags)
+
+        stack: list[tuple[int, tuple[str, ...]]] = []   # (last address, tags) of open blocks
+        for first, neg_last, own in items:
+            while stack and stack[-1][0] < first:
+                end, _ = stack.pop()
+                emit(end + 1, stack[-1][1] if stack else ())
+            parent = stack[-1][1] if stack else ()
+            key = frozenset(parent).union(own)
+            tags = interned.get(key)
+            if tags is None:
+                tags = interned[key] = tuple(sorted(key))
+            emit(first, tags)
+            stack.append((-neg_last, tags))
+        while stack:
+            end, _ = stack.pop()
+            emit(end + 1, stack[-1][1] if stack else ())
+        return starts, labels
+
+    def lookup(self, bits: int, value: int) -> tuple[str, ...]:
+        starts = self._starts[bits]
+        i = bisect_right(starts, value) - 1
+        return self._labels[bits][i] if i >= 0 else ()
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._starts.values())
+
+
+class ServiceTags:
+    """A loaded service-tags file. Tag names resolve case-insensitively, regions by ARM name."""
+
+    def __init__(self, table: PrefixTable, names: dict[str, str], *, path: str = "",
+                 region: str | None = None, change_number: int | None = None,
+                 cloud: str | None = None) -> None:
+        self.table = table
+        self._names = names          # lower-case alias -> canonical tag name
+        self.path = path
+        self.region = normalise_region(region) if region else None
+        self.change_number = change_number
+        self.cloud = cloud
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, region: str | None = None,
+             virtual_network: Iterable[str] = ()) -> "ServiceTags":
+        """Read a `ServiceTags_*.json` download; `virtual_network` is the `VirtualNetwork` tag."""
+        path = Path(path) if path else default_path()
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise PolicyError(str(path), f"service tags file larger than {MAX_FILE_BYTES} bytes")
+            doc = json.loads(path.read_bytes())
+        except OSError as exc:
+            raise PolicyError(str(path), f"cannot read service tags: {exc.strerror or exc}") from None
+        except (ValueError, RecursionError) as exc:
+            raise PolicyError(str(path), f"not a service tags JSON file: {exc}") from None
+        values = doc.get("values") if isinstance(doc, dict) else None
+        if not isinstance(values, list):
+            raise PolicyError(str(path), "not a service tags file: no 'values' list")
+        return cls.from_values(values, region=region, virtual_network=virtual_network,
+                               path=str(path), change_number=doc.get("changeNumber"),
+                               cloud=doc.get("cloud"))
+
+    @classmethod
+    def from_values(cls, values: list, *, region: str | None = None,
+                    virtual_network: Iterable[str] = (), path: str = "",
+                    change_number: int | None = None, cloud: str | None = None) -> "ServiceTags":
+        names: dict[str, str] = {}
+        region_alias: dict[str, str] = {}
+        location_to_field: dict[str, str] = {}   # "francecentral" -> "centralfrance"
+        prefixes: dict[str, list[str]] = {}
+        for i, tag in enumerate(values):
+            try:
+                name = tag["name"]
+                props = tag["properties"]
+                prefixes[name] = list(props.get("addressPrefixes") or ())
+            except (KeyError, TypeError):
+                raise PolicyError(path, f"values[{i}]: not a service tag entry") from None
+            names[name.lower()] = name
+            base, dot, _ = name.partition(".")
+            if dot and props.get("region"):
+                # The file's `region` field is an internal name (`centralfrance`) while the tag
+                # suffix is the ARM location (`FranceCentral`); accept both, suffix first.
+                region_alias.setdefault(f"{base}.{props['region']}".lower(), name)
+                suffix = name.partition(".")[2].lower()
+                if suffix != props["region"]:
+                    location_to_field.setdefault(suffix, props["region"])
+        for alias, name in region_alias.items():
+            names.setdefault(alias, name)
+        for name in list(names.values()):
+            base, dot, suffix = name.partition(".")
+            field = dot and next((loc for loc, f in location_to_field.items()
+                                  if f == suffix.lower()), None)
+            if field:   # `AzureCloud.centralfrance` is also reachable as `AzureCloud.francecentral`
+                names.setdefault(f"{base}.{field}".lower(), name)
+        names.setdefault("virtualnetwork", "VirtualNetwork")
+
+        blocks: list[tuple[int, int, int, str]] = []
+        for name, plist in prefixes.items():
+            base, dot, _ = name.partition(".")
+            # A global tag includes all its regions, whatever the file's own lists say.
+            labels = (name, base) if dot and base in prefixes else (name,)
+            for text in plist:
+                try:
+                    bits, first, last = parse_prefix(text)
+                except ValueError as exc:
+                    raise PolicyError(path, f"tag {name!r}: {exc}") from None
+                for label in labels:
+                    blocks.append((bits, first, last, label))
+        for text in virtual_network:
+            try:
+                bits, first, last = parse_prefix(text)
+            except ValueError as exc:
+                raise PolicyError(path or "virtual_network", f"virtual_network: {exc}") from None
+            blocks.append((bits, first, last, "VirtualNetwork"))
+        return cls(PrefixTable(blocks), names, path=path, region=region,
+                   change_number=change_number, cloud=cloud)
+
+    def resolve(self, tag: str) -> str | None:
+        """Canonical spelling of a tag (`microsoftcontainerregistry.eastus` -> `...EastUS`)."""
+        base, dot, reg = tag.partition(".")
+        found = self._names.get(tag.lower())
+        if found is None and dot:
+            found = self._names.get(f"{base}.{normalise_region(reg)}".lower())
+        return found
+
+    def __contains__(self, tag: str) -> bool:
+        return self.resolve(tag) is not None
+
+    def tags_for(self, ip: str) -> tuple[str, ...]:
+        """Every tag (canonical names, sorted) whose prefixes contain `ip`; () if none or not an IP."""
+        parsed = parse_address(ip)
+        return self.table.lookup(*parsed) if parsed else ()
+
+    def tags_for_int(self, bits: int, value: int) -> tuple[str, ...]:
+        return self.table.lookup(bits, value)

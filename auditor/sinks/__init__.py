@@ -1,0 +1,2 @@
+"""Outputs: JSON-lines audit events, Prometheus metrics, the end-of-run summary."""
+

@@ -1,0 +1,110 @@
+"""The end-of-run summary: what a person reads after a replay (or a sidecar's shutdown).
+
+Counts are kept per event as they pass; the table of denied destinations is capped (a
+flood of unique names must not grow it without bound) and says how many it folded away.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, TextIO
+
+from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
+
+if TYPE_CHECKING:
+    from auditor.pipeline import Pipeline
+
+MAX_TRACKED_DESTINATIONS = 10_000
+
+
+class Summary:
+    def __init__(self) -> None:
+        self.flows = 0
+        self.egress_bytes = 0
+        self.ingress_bytes = 0
+        self.verdicts: Counter[tuple[str, str]] = Counter()      # (verdict, reason)
+        self.rules: Counter[str] = Counter()                     # rule name -> flows
+        self.denied: Counter[str] = Counter()
+        self.denied_folded = 0
+        self.findings: Counter[tuple[str, str]] = Counter()      # (detector, severity)
+        self.finding_samples: dict[str, str] = {}
+        self.dns_responses = 0
+        self.unsolicited_dns = 0
+        self.violations = 0
+
+    def flow_ended(self, ev: FlowEnded) -> None:
+        f = ev.flow
+        if not f.egress:
+            return
+        self.flows += 1
+        self.egress_bytes += f.c_bytes
+        self.ingress_bytes += f.s_bytes
+        v = f.verdict
+        if v is not None:
+            self.verdicts["allowed" if v.allowed else "denied", v.reason] += 1
+            self.rules[v.rule or v.reason] += 1
+
+    def violation(self, ev: Violation) -> None:
+        self.violations += 1
+        dest = f"{ev.flow.domain or ev.flow.server_ip}:{ev.flow.server_port}/{ev.flow.transport}"
+        if dest in self.denied or len(self.denied) < MAX_TRACKED_DESTINATIONS:
+            self.denied[dest] += 1
+        else:
+            self.denied_folded += 1
+
+    def finding(self, ev: Finding) -> None:
+        self.findings[ev.detector, ev.severity] += 1
+        self.finding_samples.setdefault(ev.detector, ev.key)
+
+    def dns_answered(self, ev: DnsAnswered) -> None:
+        self.dns_responses += 1
+        if not ev.solicited:
+            self.unsolicited_dns += 1
+
+    def render(self, pipeline: Pipeline, out: TextIO, *, top: int = 10, elapsed: float | None = None) -> None:
+        w = out.write
+        span = ""
+        if pipeline.first_packet_ts is not None and pipeline.last_packet_ts >= pipeline.first_packet_ts:
+            span = f" over {pipeline.last_packet_ts - pipeline.first_packet_ts:,.1f} s of capture"
+        rate = f" in {elapsed:.2f} s ({pipeline.packets / elapsed:,.0f} packets/s)" if elapsed else ""
+        w(f"\negress-auditor summary\n")
+        w(f"  packets        {pipeline.packets:,}{span}{rate}\n")
+        malformed = pipeline.malformed_by_layer()
+        if malformed:
+            w("  malformed      " + ", ".join(f"{k}={v:,}" for k, v in sorted(malformed.items())) + "\n")
+        w(f"  egress flows   {self.flows:,}  (sent {_size(self.egress_bytes)}, received {_size(self.ingress_bytes)})\n")
+        w(f"  dns responses  {self.dns_responses:,}"
+          + (f"  ({self.unsolicited_dns:,} unsolicited, not trusted for naming)" if self.unsolicited_dns else "") + "\n")
+        ev = dict(pipeline.tracker.evictions)
+        if any(ev.values()):
+            w("  evictions      " + ", ".join(f"{k}={v:,}" for k, v in sorted(ev.items())) + "\n")
+        if self.verdicts:
+            w("\n  verdict   reason                               flows\n")
+            for (verdict, reason), n in sorted(self.verdicts.items(), key=lambda kv: (-kv[1], kv[0])):
+                w(f"  {verdict:<9} {reason:<36} {n:>6,}\n")
+            w("\n  rule                                          flows\n")
+            for rule, n in self.rules.most_common(top):
+                w(f"  {rule[:44]:<44} {n:>6,}\n")
+        elif self.flows:
+            w("  verdicts       none (no --policy given: flows are named, not judged)\n")
+        if self.denied:
+            w(f"\n  top denied destinations ({self.violations:,} violations)\n")
+            for dest, n in self.denied.most_common(top):
+                w(f"  {dest[:60]:<60} {n:>6,}\n")
+            if self.denied_folded:
+                w(f"  ... and {self.denied_folded:,} more beyond the {MAX_TRACKED_DESTINATIONS:,} tracked\n")
+        if self.findings:
+            w("\n  findings  detector              severity   count  e.g.\n")
+            for (det, sev), n in sorted(self.findings.items()):
+                w(f"            {det:<21} {sev:<9} {n:>6,}  {self.finding_samples.get(det, '')[:40]}\n")
+        else:
+            w("  findings       none\n")
+        if pipeline.sink_errors():
+            w(f"  event sink     {pipeline.sink_errors():,} events could not be written\n")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return str(n)

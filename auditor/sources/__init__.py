@@ -1,0 +1,2 @@
+"""Packet sources: capture files and live interfaces, both yielding raw frames."""
+

@@ -1,0 +1,2 @@
+"""State built from decoded packets: the flow table and the DNS name cache."""
+

@@ -1,0 +1,166 @@
+"""The flow table: one entry per bidirectional 5-tuple conversation.
+
+Initiator (the flow's `client`) is the SYN sender for TCP, the SYN-ACK receiver if the
+capture starts there, otherwise whoever sent the first packet. Bytes are IP-layer bytes as
+the IP headers state them, so they are the on-wire sizes even when the capture's snaplen
+cut the frame. A closed TCP flow (FIN both ways, or RST) lingers briefly so that late ACKs
+do not start phantom flows, and a new SYN on it starts a new flow, as tshark's stream index
+does. The table is an LRU (OrderedDict, most recently active last): idle expiry walks it
+from the front, and when it is full the least recently active flow is evicted and counted.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from auditor.decode.packet import Packet, ip_text
+
+TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+TRANSPORT = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "icmp"}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds of capture time (wall time when live) before a quiet flow is ended."""
+    tcp_idle: float = 300.0      # an established TCP flow with no packets
+    tcp_attempt: float = 60.0    # a TCP flow whose server never answered (scans)
+    tcp_closed: float = 10.0     # after FIN both ways or RST, linger for stray ACKs
+    udp_idle: float = 60.0
+    other_idle: float = 60.0
+
+
+class Flow:
+    """Mutable per-flow state. Fields are written by the tracker (counts, names) and by the
+    judge (`verdict`); sinks read them at flow end."""
+
+    __slots__ = (
+        "key", "proto", "transport", "client_ip", "client_port", "server_ip", "server_port",
+        "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
+        "fin_c", "fin_s", "rst", "server_seen", "egress",
+        "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
+        "dns_chain", "verdict", "client_stream", "server_stream", "quic", "ech",
+    )
+
+    def __init__(self, pkt: Packet, from_src: bool = True):
+        self.proto = pkt.proto
+        self.transport = TRANSPORT.get(pkt.proto, str(pkt.proto))
+        if from_src:
+            c, cp, s, sp = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        else:
+            c, cp, s, sp = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        self.key = (pkt.proto, c, cp, s, sp)
+        self.client_ip, self.client_port = ip_text(c), cp
+        self.server_ip, self.server_port = ip_text(s), sp
+        self.start = self.last = pkt.ts
+        self.c_packets = self.c_bytes = self.s_packets = self.s_bytes = 0
+        self.fin_c = self.fin_s = self.rst = self.server_seen = False
+        self.egress = False
+        self.named = False
+        self.sni = self.quic_sni = self.http_host = self.domain = None
+        self.name_source = "none"
+        self.app_protocol = None
+        self.dns_chain: tuple[str, ...] = ()
+        self.verdict = None
+        self.client_stream = self.server_stream = None
+        self.quic = None
+        self.ech = False
+
+    @property
+    def closed(self) -> bool:
+        return self.rst or (self.fin_c and self.fin_s)
+
+    def __repr__(self) -> str:
+        return (f"Flow({self.transport} {self.client_ip}:{self.client_port} -> "
+                f"{self.server_ip}:{self.server_port} name={self.domain!r} via {self.name_source})")
+
+
+class FlowTable:
+    """Finds or creates the flow of each packet; ends flows on expiry, eviction and flush.
+
+    `ended(flow, reason)` is called for every flow that leaves the table, exactly once.
+    """
+
+    def __init__(self, max_flows: int, timeouts: Timeouts,
+                 started: Callable[[Flow], None], ended: Callable[[Flow, str], None],
+                 on_evict: Callable[[int], None]):
+        self.max_flows = max_flows
+        self.timeouts = timeouts
+        self._started = started
+        self._ended = ended
+        self._on_evict = on_evict
+        self._table: OrderedDict[tuple, Flow] = OrderedDict()
+        self._min_timeout = min(timeouts.tcp_closed, timeouts.udp_idle, timeouts.other_idle,
+                                timeouts.tcp_attempt, timeouts.tcp_idle)
+        self.flows_created = 0
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(list(self._table.values()))
+
+    def lookup(self, pkt: Packet) -> tuple[Flow, bool]:
+        """The packet's flow and whether the packet travels client -> server."""
+        table = self._table
+        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        flow = table.get(key)
+        if flow is not None:
+            from_client = True
+        else:
+            rkey = (pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)
+            flow = table.get(rkey)
+            if flow is None:
+                return self._create(pkt), not _is_synack(pkt)
+            key, from_client = rkey, False
+        if pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN and flow.closed:
+            # A fresh SYN on a finished 5-tuple is a new connection (port reuse).
+            del table[key]
+            self._ended(flow, "close")
+            return self._create(pkt), True
+        table.move_to_end(key)
+        return flow, from_client
+
+    def _create(self, pkt: Packet) -> Flow:
+        if len(self._table) >= self.max_flows:
+            _, victim = self._table.popitem(last=False)
+            self._on_evict(1)
+            self._ended(victim, "evicted")
+        flow = Flow(pkt, from_src=not _is_synack(pkt))
+        self._table[flow.key] = flow
+        self.flows_created += 1
+        self._started(flow)
+        return flow
+
+    def expire(self, now: float) -> None:
+        """End flows idle past their timeout. Walks from the least recently active flow and
+        stops at the first one too recent to expire under any timeout."""
+        table, t = self._table, self.timeouts
+        horizon = now - self._min_timeout
+        dead = []
+        for key, flow in table.items():
+            if flow.last > horizon:
+                break
+            idle = now - flow.last
+            if flow.proto == TCP:
+                limit = (t.tcp_closed if flow.closed else
+                         t.tcp_idle if flow.server_seen else t.tcp_attempt)
+            elif flow.proto == UDP:
+                limit = t.udp_idle
+            else:
+                limit = t.other_idle
+            if idle > limit:
+                dead.append(key)
+        for key in dead:
+            self._ended(table.pop(key), "idle")
+
+    def flush(self, reason: str) -> None:
+        """End every flow still in the table (end of capture, shutdown)."""
+        while self._table:
+            _, flow = self._table.popitem(last=False)
+            self._ended(flow, reason)
+
+
+def _is_synack(pkt: Packet) -> bool:
+    return pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN | ACK

@@ -1,0 +1,94 @@
+"""The DNS name cache: which name a client used to reach an IP, and the pending queries
+that decide whether a response may be trusted at all.
+
+Keyed by (client, answered IP), because two clients of one node may resolve the same CDN
+address under different names, and the name that matters is the one *this* client asked
+for. Entries are usable for max(TTL, `min_ttl`) seconds: clients routinely connect a moment
+after a TTL-0 answer. Both tables are LRU-capped; evictions are counted per table so a
+flood shows up in `table_evictions_total` instead of in memory.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class Evictions(dict):
+    """table name -> evictions so far (read by the metrics collector)."""
+
+    def add(self, table: str, n: int = 1) -> None:
+        self[table] = self.get(table, 0) + n
+
+
+class NameCache:
+    """(client ip, answered ip) -> (queried name, full chain, expiry)."""
+
+    def __init__(self, max_entries: int, evictions: Evictions, min_ttl: float = 30.0):
+        self.max_entries = max_entries
+        self.min_ttl = min_ttl
+        self._evictions = evictions
+        self._entries: OrderedDict[tuple[str, str], tuple[str, tuple[str, ...], float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def learn(self, client: str, chains: dict[str, tuple[str, ...]], ttls: dict[str, int], now: float) -> None:
+        entries = self._entries
+        for ip, chain in chains.items():
+            key = (client, ip)
+            entries[key] = (chain[0], chain, now + max(ttls.get(ip, 0), self.min_ttl))
+            entries.move_to_end(key)
+        overflow = len(entries) - self.max_entries
+        if overflow > 0:
+            for _ in range(overflow):
+                entries.popitem(last=False)
+            self._evictions.add("dns_cache", overflow)
+
+    def lookup(self, client: str, ip: str, now: float) -> tuple[str, tuple[str, ...]] | None:
+        """The most recent unexpired answer naming `ip` for `client`, else None."""
+        hit = self._entries.get((client, ip))
+        if hit is None or hit[2] < now:
+            return None
+        return hit[0], hit[1]
+
+    def expire(self, now: float) -> None:
+        # Entries are in learn order, not expiry order (TTLs differ); a full pass is cheap
+        # relative to how rarely the pipeline calls it.
+        dead = [k for k, v in self._entries.items() if v[2] < now]
+        for k in dead:
+            del self._entries[k]
+
+
+class PendingQueries:
+    """Queries awaiting their response: (client, client port, server, server port, id) -> sent ts.
+
+    A response is trusted only if it matches one of these within `timeout` seconds; the
+    entry is consumed so a second (spoofed or duplicated) answer is not trusted either.
+    """
+
+    def __init__(self, max_entries: int, evictions: Evictions, timeout: float = 30.0):
+        self.max_entries = max_entries
+        self.timeout = timeout
+        self._evictions = evictions
+        self._pending: OrderedDict[tuple, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def sent(self, key: tuple, now: float) -> None:
+        self._pending[key] = now
+        self._pending.move_to_end(key)
+        if len(self._pending) > self.max_entries:
+            self._pending.popitem(last=False)
+            self._evictions.add("dns_pending")
+
+    def answered(self, key: tuple, now: float) -> bool:
+        sent_at = self._pending.pop(key, None)
+        return sent_at is not None and now - sent_at <= self.timeout
+
+    def expire(self, now: float) -> None:
+        pending = self._pending
+        while pending:
+            key, sent_at = next(iter(pending.items()))
+            if now - sent_at <= self.timeout:
+                break
+            del pending[key]

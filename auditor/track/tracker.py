@@ -1,0 +1,149 @@
+"""The track stage: turns decoded packets into flow and DNS facts.
+
+Per packet this is the hot path (a dict lookup, a few integer updates); everything else —
+payload decoding, DNS parsing, event dispatch — happens only for the first client payload of
+a flow or for port-53 traffic, a few percent of packets.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from auditor.decode.packet import Packet
+from auditor.events import Dispatcher, FlowEnded, FlowNamed, FlowStarted
+from auditor.track import naming
+from auditor.track.dnswatch import DnsWatch
+from auditor.track.flows import FIN, RST, SYN, TCP, Flow, FlowTable, Timeouts
+from auditor.track.names import Evictions, NameCache, PendingQueries
+from auditor.track.streams import StreamPrefix
+
+DNS_PORT = 53
+SWEEP_EVERY = 1.0  # seconds of capture time between idle sweeps
+NAME_SWEEP_EVERY = 30.0  # the name cache is capped anyway; expiring it is housekeeping
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps that keep memory bounded under floods; each overflow is counted as an eviction."""
+    max_flows: int = 100_000
+    max_dns_cache: int = 100_000
+    max_pending_queries: int = 20_000
+    dns_min_ttl: float = 30.0
+    dns_query_timeout: float = 30.0
+
+
+class NodeNetworks:
+    """Is this address on the node's side? (decides which flows are egress)"""
+
+    def __init__(self, cidrs: list[str]):
+        nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 4]
+        self._v6 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 6]
+
+    def __contains__(self, packed: bytes) -> bool:
+        nets = self._v4 if len(packed) == 4 else self._v6
+        addr = int.from_bytes(packed, "big")
+        return any(addr & mask == net for net, mask in nets)
+
+
+class Tracker:
+    def __init__(self, node_networks: NodeNetworks, emit: Dispatcher,
+                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts()):
+        self.node_networks = node_networks
+        self.emit = emit
+        self.evictions = Evictions()
+        self.malformed: dict[str, int] = {}
+        self.names = NameCache(limits.max_dns_cache, self.evictions, limits.dns_min_ttl)
+        self.pending = PendingQueries(limits.max_pending_queries, self.evictions,
+                                      limits.dns_query_timeout)
+        self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
+                               lambda n: self.evictions.add("flows", n))
+        self.dns = DnsWatch(self.names, self.pending, emit, self.malformed)
+        self._announce_start = emit.wants(FlowStarted)
+        self._next_sweep = float("-inf")
+        self._next_name_sweep = float("-inf")
+        self.now = 0.0
+        self.first_tick: float | None = None  # capture time of the first packet
+
+    # -- per packet -----------------------------------------------------------------
+    def packet(self, pkt: Packet) -> None:
+        flow, from_client = self.flows.lookup(pkt)
+        ts = pkt.ts
+        if ts > flow.last:
+            flow.last = ts
+        if from_client:
+            flow.c_packets += 1
+            flow.c_bytes += pkt.ip_len
+        else:
+            flow.s_packets += 1
+            flow.s_bytes += pkt.ip_len
+            flow.server_seen = True
+        if pkt.proto == TCP:
+            flags = pkt.tcp_flags
+            if flags & (FIN | RST | SYN):
+                self._tcp_flags(flow, flags, from_client, pkt.seq)
+        payload = pkt.payload
+        if payload:
+            if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+                self._dns(flow, pkt, from_client)
+            elif from_client and not flow.named:
+                if naming.client_payload(flow, pkt.seq, payload, self.malformed):
+                    self._settle(flow)
+        if ts >= self._next_sweep:
+            self.tick(ts)
+
+    def _tcp_flags(self, flow: Flow, flags: int, from_client: bool, seq: int) -> None:
+        if flags & RST:
+            flow.rst = True
+        elif flags & FIN:
+            if from_client:
+                flow.fin_c = True
+            else:
+                flow.fin_s = True
+        if flags & SYN and not flow.named:
+            # Start the byte streams at SYN + 1 so a reordered first segment still lines up.
+            attr = "client_stream" if from_client else "server_stream"
+            if getattr(flow, attr) is None:
+                setattr(flow, attr, StreamPrefix(naming.MAX_CLIENT_PREFIX, isn=seq))
+
+    def _dns(self, flow: Flow, pkt: Packet, from_client: bool) -> None:
+        if flow.proto == TCP:
+            self.dns.segment(flow, pkt.seq, pkt.payload, from_client, pkt.ts)
+        else:
+            self.dns.datagram(flow, pkt.payload, from_client, pkt.ts)
+        if not flow.named:
+            flow.app_protocol = "dns"
+            self._settle(flow)
+
+    # -- flow lifecycle -------------------------------------------------------------
+    def _started(self, flow: Flow) -> None:
+        flow.egress = flow.key[1] in self.node_networks
+        if self._announce_start:
+            self.emit(FlowStarted(flow))
+
+    def _settle(self, flow: Flow) -> None:
+        naming.settle(flow, self.names, flow.last)
+        self.emit(FlowNamed(flow))
+
+    def _ended(self, flow: Flow, reason: str) -> None:
+        if not flow.named:
+            self._settle(flow)
+        flow.client_stream = flow.server_stream = None
+        self.emit(FlowEnded(flow, reason))
+
+    # -- time -----------------------------------------------------------------------
+    def tick(self, now: float) -> None:
+        """Run idle expiry; called from the packet path once a second of capture time,
+        and by the live source when the interface is quiet."""
+        if self.first_tick is None:
+            self.first_tick = now
+        self.now = now
+        self._next_sweep = now + SWEEP_EVERY
+        self.flows.expire(now)
+        self.pending.expire(now)
+        if now >= self._next_name_sweep:
+            self._next_name_sweep = now + NAME_SWEEP_EVERY
+            self.names.expire(now)
+
+    def flush(self, reason: str = "end_of_capture") -> None:
+        self.flows.flush(reason)

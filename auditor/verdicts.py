@@ -1,0 +1,35 @@
+"""The judge stage: one policy verdict per egress flow, decided when its name is settled.
+
+The policy engine (`auditor.policy.verdict.Judge`) is pure; this component applies it to
+flows, raises a `Violation` the moment a flow is denied, and can swap in a new judge on
+SIGHUP without touching the flow table.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from auditor.events import FlowNamed, Violation
+from auditor.policy.verdict import Judge
+
+
+class Verdicts:
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self._emit: Callable[[object], None] | None = None
+
+    @property
+    def ruleset(self) -> str:
+        return str(getattr(self.judge.mode, "value", self.judge.mode))
+
+    def bind(self, emit: Callable[[object], None]) -> None:
+        self._emit = emit
+
+    def flow_named(self, ev: FlowNamed) -> None:
+        flow = ev.flow
+        if not flow.egress or flow.verdict is not None:
+            return
+        flow.verdict = verdict = self.judge.judge(
+            flow.server_ip, flow.server_port, flow.transport, flow.domain, flow.name_source,
+            flow.dns_chain)
+        if not verdict.allowed and self._emit is not None:
+            self._emit(Violation(flow.last, flow))
