@@ -85,8 +85,10 @@ class Pipeline:
                     pkt = decode(frame[1], frame[2], ts, frame[3])
                     if pkt.__class__ is Packet:
                         track(pkt)
-                    elif pkt is not None:
+                    elif pkt.__class__ is str:
                         malformed[pkt] = malformed.get(pkt, 0) + 1
+                    elif pkt is not None:
+                        self.tracker.fragment(pkt)
                 except Exception as exc:  # a bug in one unit must not lose what came before
                     self._internal_error(exc)
                 if n >= check_at:

@@ -29,24 +29,34 @@ class Strict(BaseModel):
 
 
 class DnsTunnelSettings(Strict):
-    window_seconds: float = 300.0
-    min_queries: int = Field(25, ge=1)
-    long_subdomain: int = Field(50, ge=1)
-    entropy_bits: float = Field(3.5, ge=0)
-    entropy_min_length: int = Field(20, ge=1)
-    min_distinct_names: int = Field(15, ge=1)
-    txt_long_name: int = Field(40, ge=1)
+    """`dns_tunneling` thresholds; why these values: docs/detectors.md."""
+    window_seconds: float = Field(300.0, gt=0)
+    min_queries: int = Field(25, ge=1, description="suspicious queries in the window")
+    long_subdomain: int = Field(50, ge=1, description="subdomain bytes that make a query suspicious")
+    entropy_bits: float = Field(3.5, ge=0, description="subdomain entropy (bits/byte) that makes it suspicious")
+    entropy_min_length: int = Field(20, ge=1, description="entropy only judged over this many bytes")
+    min_distinct_names: int = Field(15, ge=1, description="distinct suspicious names in the window")
+    txt_long_name: int = Field(30, ge=1, description="subdomain bytes of a TXT query that count as long")
+    txt_min_queries: int = Field(5, ge=1, description="distinct long TXT names in the window")
+    ignore_domains: list[str] = Field(default_factory=list,
+                                      description="registered domains never reported (e.g. AV reputation lookups)")
 
 
 class BulkUploadSettings(Strict):
-    window_seconds: float = 600.0
+    """`bulk_upload` thresholds."""
+    window_seconds: float = Field(600.0, gt=0)
     min_bytes: int = Field(20 * 1024 * 1024, ge=1)
     min_pcr: float = Field(0.5, ge=-1, le=1)
+
+
+DETECTOR_NAMES = ("dns_tunneling", "direct_ip", "dns_resolver_bypass", "encrypted_dns",
+                  "sni_mismatch", "bulk_upload")
 
 
 class DetectorSettings(Strict):
     dns_tunneling: DnsTunnelSettings = DnsTunnelSettings()
     bulk_upload: BulkUploadSettings = BulkUploadSettings()
+    disabled: list[str] = Field(default_factory=list, description="detectors not to run")
     window_seconds: float = Field(300.0, gt=0, description="re-fire window for the other detectors")
     max_keys: int = Field(50_000, ge=1, description="cap on per-key detector state")
     doh_resolvers: list[str] = Field(default_factory=lambda: [
@@ -55,6 +65,27 @@ class DetectorSettings(Strict):
         "dns11.quad9.net", "doh.opendns.com", "doh.familyshield.opendns.com", "dns.adguard.com",
         "dns.adguard-dns.com", "doh.cleanbrowsing.org", "dns.nextdns.io", "doh.dns.sb",
         "chrome.cloudflare-dns.com", "doh.mullvad.net"])
+    doh_resolver_ips: list[str] = Field(default_factory=lambda: [
+        # Google, Cloudflare, Quad9, OpenDNS, AdGuard public resolvers (v4 and v6 anycast):
+        # HTTP(S) to these is DoH whatever name it carries, or none.
+        "8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844",
+        "1.1.1.1", "1.0.0.1", "2606:4700:4700::1111", "2606:4700:4700::1001",
+        "9.9.9.9", "149.112.112.112", "2620:fe::fe", "2620:fe::9",
+        "208.67.222.222", "208.67.220.220", "94.140.14.14", "94.140.15.15"],
+        description="public resolver addresses whose port 443/80 traffic is DoH")
+
+    @field_validator("disabled")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - set(DETECTOR_NAMES))
+        if unknown:
+            raise ValueError(f"unknown detector {unknown[0]!r}; known: {', '.join(DETECTOR_NAMES)}")
+        return v
+
+    @field_validator("doh_resolver_ips")
+    @classmethod
+    def _resolver_ips(cls, v: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(x)) for x in v]
 
 
 class Settings(BaseSettings):

@@ -204,7 +204,7 @@ class Name:
 # --------------------------------------------------------------------------- flows
 
 def flow(w: Writer, rng: random.Random, nm: Name, client: bytes, cport: int, t0: float,
-         upload_heavy: bool, blocks: list[Payload], http_req: Payload | None):
+         upload_heavy: bool, blocks: dict[str, list[Payload]], http_req: Payload | None):
     """Generator: emits one lookup + one connection, yielding between packets."""
     resolver = ipaddress.ip_address(RESOLVER).packed
     server = ipaddress.ip_address(nm.ip).packed
@@ -222,18 +222,20 @@ def flow(w: Writer, rng: random.Random, nm: Name, client: bytes, cport: int, t0:
     t += 0.0004
 
     if nm.kind == "quic":
+        qblocks = blocks["quic"]
         w.frame(t, client, server, 17, udp_hdr(cport, 443, len(nm.quic.data)), nm.quic, True,
                 "quic")
         yield
         for i in range(rng.randrange(6, 60)):
             t += 0.0003
             down = rng.random() < 0.8
-            b = blocks[i % len(blocks)]
-            body = Payload(b.data[:1200])
+            body = qblocks[i % len(qblocks)]
             if down:
-                w.frame(t, server, client, 17, udp_hdr(443, cport, 1200), body, False, "quic")
+                w.frame(t, server, client, 17, udp_hdr(443, cport, len(body.data)), body, False,
+                        "quic")
             else:
-                w.frame(t, client, server, 17, udp_hdr(cport, 443, 1200), body, True, "quic")
+                w.frame(t, client, server, 17, udp_hdr(cport, 443, len(body.data)), body, True,
+                        "quic")
             yield
         return
 
@@ -257,7 +259,15 @@ def flow(w: Writer, rng: random.Random, nm: Name, client: bytes, cport: int, t0:
     yield
     # bulk: n data segments in the heavy direction, a few in the other, one ACK per 2 segments
     n = rng.randrange(4, 80)
-    light = max(1, n // 10)
+    light = max(1, n // 10) if kind == "tls" else 0
+    blks = blocks[kind]
+    if kind == "http":  # response header, then n full segments of body
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n" \
+               f"Content-Length: {n * MSS}\r\n\r\n".encode()
+        w.frame(t, server, client, 6, tcp_hdr(sport, cport, ss, cs, ACK | PSH), Payload(head),
+                False, kind)
+        ss += len(head)
+        yield
     up, down = (n, light) if upload_heavy else (light, n)
     plan = ["u"] * up + ["d"] * down
     if not upload_heavy:
@@ -265,7 +275,7 @@ def flow(w: Writer, rng: random.Random, nm: Name, client: bytes, cport: int, t0:
     pending = {"u": 0, "d": 0}
     for i, d in enumerate(plan):
         t += 0.00012
-        blk = blocks[i % len(blocks)]
+        blk = blks[i % len(blks)]
         if d == "u":
             w.frame(t, client, server, 6, tcp_hdr(cport, sport, cs, ss, ACK), blk, True, kind)
             cs += len(blk.data)
@@ -305,7 +315,14 @@ def generate(packets: int, out: str, seed: int = 1, names: int = 400) -> dict:
             table.append(Name(rng, i, "http"))
         else:
             table.append(Name(rng, i, "tls"))
-    blocks = [Payload(rng.randbytes(MSS)) for _ in range(32)]
+    # TLS bulk: each segment is one whole application_data record; QUIC: short-header packets
+    blocks = {
+        "tls": [Payload(b"\x17\x03\x03" + struct.pack("!H", MSS - 5) + rng.randbytes(MSS - 5))
+                for _ in range(32)],
+        "http": [Payload(rng.randbytes(MSS)) for _ in range(32)],
+        "quic": [Payload(bytes([0x40 | rng.randrange(64)]) + rng.randbytes(1199))
+                 for _ in range(32)],
+    }
     clients = [ipaddress.ip_address(int(NODE_NET.network_address) + 1 + i).packed
                for i in range(8)]
     w = Writer(out)
@@ -319,7 +336,7 @@ def generate(packets: int, out: str, seed: int = 1, names: int = 400) -> dict:
             nm = table[int(rng.paretovariate(1.2)) % len(table)] if rng.random() < 0.5 \
                 else rng.choice(table)
             port = 32768 + (port - 32768 + 1) % 28000
-            heavy = nm.kind != "quic" and rng.random() < 0.15
+            heavy = nm.kind == "tls" and rng.random() < 0.15
             upload_heavy += heavy
             req = None
             if nm.kind == "http":

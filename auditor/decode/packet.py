@@ -19,7 +19,9 @@ Decisions (compared with tshark 4.0):
 - TCP: fewer than 20 captured header bytes, a data offset < 20, or one beyond the IP-stated
   segment is malformed ("tcp"); options cut short only by the snaplen just leave payload empty.
 - ICMP/ICMPv6: ports 0, payload = the whole ICMP message (type and code are its first bytes).
-- IPv4 non-first fragments: ports 0, payload b"". IPv6 fragments likewise.
+- IP fragments (IPv4 MF or offset, IPv6 fragment header) are reported as a `Fragment` with
+  the raw fragment data; `track/defrag.py` reassembles them and `decode_l4` finishes the job,
+  so a fragmented DNS response is still read (tshark reassembles by default too).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import socket
 import struct
 
 __all__ = [
-    "Packet", "decode", "ip_text",
+    "Packet", "Fragment", "decode", "decode_l4", "ip_text",
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
     "LINKTYPE_LINUX_SLL", "LINKTYPE_IPV4", "LINKTYPE_IPV6", "LINKTYPE_LINUX_SLL2",
 ]
@@ -55,7 +57,7 @@ _U32 = struct.Struct("!I").unpack_from
 _U32LE = struct.Struct("<I").unpack_from
 _TCP_HDR = struct.Struct("!HHI4xBB").unpack_from  # sport, dport, seq, offset byte, flags byte
 _UDP_HDR = struct.Struct("!HHH").unpack_from      # sport, dport, length
-_V4_HDR = struct.Struct("!BxHxxHxB").unpack_from  # ver/ihl, total len, frag, proto
+_V4_HDR = struct.Struct("!BxHHHxB").unpack_from   # ver/ihl, total len, id, frag, proto
 _V6_HDR = struct.Struct("!4xHB").unpack_from      # payload length, next header
 
 
@@ -85,6 +87,36 @@ class Packet:
                 f"flags={self.tcp_flags:#x} seq={self.seq} payload={len(self.payload)}B)")
 
 
+class Fragment:
+    """One IP fragment: `data` is its share of the datagram's L4 bytes, at byte `offset`."""
+
+    __slots__ = ("ts", "version", "src", "dst", "proto", "ident", "offset", "more", "ip_len", "data")
+
+    def __init__(self, ts, version, src, dst, proto, ident, offset, more, ip_len, data):
+        self.ts = ts
+        self.version = version
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.ident = ident
+        self.offset = offset
+        self.more = more
+        self.ip_len = ip_len
+        self.data = data
+
+    def __repr__(self) -> str:
+        return (f"Fragment({ip_text(self.src)} -> {ip_text(self.dst)} proto={self.proto} "
+                f"id={self.ident} offset={self.offset} more={self.more} {len(self.data)}B)")
+
+
+def decode_l4(ts, version, src, dst, proto, data, ip_len):
+    """L4 facts of a reassembled datagram: `Packet` or the malformed layer's name."""
+    try:
+        return _l4(data, 0, len(data), len(data), ts, version, src, dst, proto, ip_len)
+    except Exception:
+        return "ip"
+
+
 def ip_text(b: bytes) -> str:
     """Packed 4- or 16-byte address to its usual text form."""
     return socket.inet_ntop(socket.AF_INET if len(b) == 4 else socket.AF_INET6, b)
@@ -96,7 +128,10 @@ def decode(linktype: int, frame: bytes, ts: float, wirelen: int):
         if linktype == 1:
             if len(frame) < 14:
                 return "link"
-            return _ethertype(frame, 14, (frame[12] << 8) | frame[13], ts)
+            et = (frame[12] << 8) | frame[13]
+            if et == 0x0800:      # the common case, without the VLAN/PPPoE walk
+                return _ipv4(frame, 14, ts)
+            return _ethertype(frame, 14, et, ts)
         if linktype == 113:
             if len(frame) < 16:
                 return "link"
@@ -157,7 +192,7 @@ def _ipv4(frame, off, ts):
     n = len(frame)
     if n < off + 20:
         return "ip"
-    vihl, total, frag, proto = _V4_HDR(frame, off)
+    vihl, total, ident, frag, proto = _V4_HDR(frame, off)
     ihl = (vihl & 15) << 2
     if vihl >> 4 != 4 or ihl < 20 or n < off + ihl:
         return "ip"
@@ -170,8 +205,9 @@ def _ipv4(frame, off, ts):
         end = n           # snaplen-truncated: keep what was captured
     src = frame[off + 12:off + 16]
     dst = frame[off + 16:off + 20]
-    if frag & 0x1FFF:     # non-first fragment: no L4 header here
-        return Packet(ts, 4, src, dst, proto, 0, 0, total, 0, 0, b"")
+    if frag & 0x3FFF:     # MF set or a non-zero offset: one piece of a larger datagram
+        return Fragment(ts, 4, src, dst, proto, ident, (frag & 0x1FFF) << 3, bool(frag & 0x2000),
+                        total, frame[off + ihl:end])
     return _l4(frame, off + ihl, end, off + total, ts, 4, src, dst, proto, total)
 
 
@@ -194,9 +230,11 @@ def _ipv6(frame, off, ts):
     while nh in _V6_EXT:
         if p + 8 > end:
             return "ipv6"
-        if nh == 44:      # fragment header: only the first fragment carries the L4 header
-            if (((frame[p + 2] << 8) | frame[p + 3]) >> 3) != 0:
-                return Packet(ts, 6, src, dst, frame[p], 0, 0, total, 0, 0, b"")
+        if nh == 44:      # fragment header: the rest is one piece of a larger datagram
+            fo = (frame[p + 2] << 8) | frame[p + 3]
+            if fo & 0xFFF9:   # offset or M flag set: a real fragment (else an "atomic" one)
+                return Fragment(ts, 6, src, dst, frame[p], _U32(frame, p + 4)[0], fo & 0xFFF8,
+                                bool(fo & 1), total, frame[p + 8:end])
             nh = frame[p]
             p += 8
         elif nh == 51:    # AH length is in 4-octet units minus 2

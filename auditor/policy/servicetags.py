@@ -64,16 +64,17 @@ class PrefixTable:
 
     __slots__ = ("_starts", "_labels")
 
-    def __init__(self, blocks: Iterable[tuple[int, int, int, str]]) -> None:
+    def __init__(self, blocks: Iterable[tuple[int, int, int, str]] = (), *,
+                 grouped: dict[tuple[int, int, int], set[str]] | None = None) -> None:
         # Merge labels of identical blocks first: many prefixes appear in several tags.
-        by_block: dict[tuple[int, int, int], set[str]] = {}
+        by_block: dict[tuple[int, int, int], set[str]] = grouped if grouped is not None else {}
         for bits, first, last, label in blocks:
             by_block.setdefault((bits, first, last), set()).add(label)
         self._starts: dict[int, list[int]] = {}
         self._labels: dict[int, list[tuple[str, ...]]] = {}
         for bits in (32, 128):
-            items = sorted(((f, -l, lab) for (b, f, l), lab in by_block.items() if b == bits),
-                           key=lambda it: (it[0], it[1]))
+            # (first, -last) is unique per block, so the label sets are never compared.
+            items = sorted([(f, -l, lab) for (b, f, l), lab in by_block.items() if b == bits])
             self._starts[bits], self._labels[bits] = self._flatten(items)
 
     @staticmethod
@@ -183,25 +184,30 @@ class ServiceTags:
                 names.setdefault(f"{base}.{field}".lower(), name)
         names.setdefault("virtualnetwork", "VirtualNetwork")
 
-        blocks: list[tuple[int, int, int, str]] = []
+        # Parse each distinct prefix once: the same block appears under many tags.
+        by_text: dict[str, set[str]] = {}
         for name, plist in prefixes.items():
             base, dot, _ = name.partition(".")
             # A global tag includes all its regions, whatever the file's own lists say.
             labels = (name, base) if dot and base in prefixes else (name,)
             for text in plist:
-                try:
-                    bits, first, last = parse_prefix(text)
-                except ValueError as exc:
-                    raise PolicyError(path, f"tag {name!r}: {exc}") from None
-                for label in labels:
-                    blocks.append((bits, first, last, label))
+                by_text.setdefault(text, set()).update(labels)
         for text in virtual_network:
+            by_text.setdefault(text, set()).add("VirtualNetwork")
+        grouped: dict[tuple[int, int, int], set[str]] = {}
+        for text, labels in by_text.items():
             try:
                 bits, first, last = parse_prefix(text)
             except ValueError as exc:
-                raise PolicyError(path or "virtual_network", f"virtual_network: {exc}") from None
-            blocks.append((bits, first, last, "VirtualNetwork"))
-        return cls(PrefixTable(blocks), names, path=path, region=region,
+                owner = "virtual_network" if "VirtualNetwork" in labels and len(labels) == 1 \
+                    else f"tag {sorted(labels)[0]!r}"
+                raise PolicyError(path or "virtual_network", f"{owner}: {exc}") from None
+            key = (bits, first, last)
+            if key in grouped:              # same block written two ways ("1.2.3.4" vs "/32")
+                grouped[key] |= labels
+            else:
+                grouped[key] = labels
+        return cls(PrefixTable(grouped=grouped), names, path=path, region=region,
                    change_number=change_number, cloud=cloud)
 
     def resolve(self, tag: str) -> str | None:

@@ -26,6 +26,11 @@ TP_STATUS_VLAN_TPID_VALID = 0x40
 _AUXDATA = struct.Struct("IIIHHHH")     # tpacket_auxdata: status, len, snaplen, mac, net, tci, tpid
 _STATS = struct.Struct("II")            # tpacket_stats: packets, drops
 _TIMESPEC = struct.Struct("ll")
+# Kernel receive buffer. scapy leaves 64 KiB (128 KiB charged), which a burst of a few
+# loopback segments (large skbs, each seen twice on lo) already overflows while Python is
+# busy: the kernel then drops and counts it. 32 MiB rides out bursts on a busy node.
+RCVBUF = 32 << 20
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
 
 # ARPHRD_* of the interface -> link type of what a SOCK_RAW packet socket returns.
 _ARPHRD_LINKTYPE = {
@@ -37,6 +42,16 @@ _ARPHRD_LINKTYPE = {
     769: 101,     # ARPHRD_TUNNEL6
     776: 101,     # ARPHRD_SIT
 }
+
+
+def _grow_rcvbuf(sock: socket.socket, size: int) -> None:
+    """Raise the receive buffer: past net.core.rmem_max with CAP_NET_ADMIN, else up to it."""
+    for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            return
+        except OSError:
+            continue
 
 
 class LiveCapture:
@@ -62,6 +77,7 @@ class LiveCapture:
         finally:
             quiet.setLevel(level)
         self._raw: socket.socket = self._sock.ins
+        _grow_rcvbuf(self._raw, RCVBUF)
         # scapy enables PACKET_AUXDATA (VLAN tag, original length) and SO_TIMESTAMPNS.
         hatype = self._raw.getsockname()[3]
         if hatype not in _ARPHRD_LINKTYPE:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from auditor.decode.packet import Packet
+from auditor.decode.packet import Fragment, Packet, decode_l4
 from auditor.events import Dispatcher, FlowEnded, FlowNamed, FlowStarted
 from auditor.track import naming
+from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
 from auditor.track.flows import FIN, RST, SYN, TCP, Flow, FlowTable, Timeouts
 from auditor.track.names import Evictions, NameCache, PendingQueries
@@ -59,6 +60,7 @@ class Tracker:
         self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
                                lambda n: self.evictions.add("flows", n))
         self.dns = DnsWatch(self.names, self.pending, emit, self.malformed)
+        self.defrag = Defragmenter(self.evictions)
         self._announce_start = emit.wants(FlowStarted)
         self._next_sweep = float("-inf")
         self._next_name_sweep = float("-inf")
@@ -67,8 +69,10 @@ class Tracker:
 
     # -- per packet -----------------------------------------------------------------
     def packet(self, pkt: Packet) -> None:
-        flow, from_client = self.flows.lookup(pkt)
         ts = pkt.ts
+        if ts >= self._next_sweep:  # expire first, so idle flows leave before any eviction
+            self.tick(ts)
+        flow, from_client = self.flows.lookup(pkt)
         if ts > flow.last:
             flow.last = ts
         if from_client:
@@ -89,8 +93,24 @@ class Tracker:
             elif from_client and not flow.named:
                 if naming.client_payload(flow, pkt.seq, payload, self.malformed):
                     self._settle(flow)
-        if ts >= self._next_sweep:
-            self.tick(ts)
+
+    def fragment(self, frag: Fragment) -> None:
+        """One IP fragment; the reassembled datagram is tracked as one packet whose bytes are
+        all its fragments' and whose frame count is the number of fragments."""
+        done = self.defrag.add(frag)
+        if done is None:
+            return
+        data, frames, ip_len = done
+        pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
+        if pkt.__class__ is not Packet:
+            self.malformed[pkt] = self.malformed.get(pkt, 0) + 1
+            return
+        self.packet(pkt)
+        flow, from_client = self.flows.lookup(pkt)
+        if from_client:
+            flow.c_packets += frames - 1
+        else:
+            flow.s_packets += frames - 1
 
     def _tcp_flags(self, flow: Flow, flags: int, from_client: bool, seq: int) -> None:
         if flags & RST:

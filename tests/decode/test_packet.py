@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from auditor.decode.packet import (LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
+from auditor.decode.packet import (Fragment, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6,
                                    LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP,
                                    LINKTYPE_NULL, LINKTYPE_RAW, Packet, decode, ip_text)
 from auditor.sources.pcap import read_frames
@@ -110,19 +110,25 @@ def test_ipv6_extension_headers():
 def test_ipv6_fragments_and_esp():
     first = bytes([17, 0, 0, 1]) + b"\0\0\0\1"
     p = decode(229, ipv6(first + udp(payload=b"a"), nh=44), 0, 0)
+    assert isinstance(p, Fragment) and (p.proto, p.offset, p.more) == (17, 0, True)
+    atomic = bytes([17, 0, 0, 0]) + b"\0\0\0\1"            # offset 0, M clear: not really fragmented
+    p = decode(229, ipv6(atomic + udp(payload=b"a"), nh=44), 0, 0)
     assert (p.proto, p.dport) == (17, 53)
     later = bytes([17, 0, 0, 8 << 3 | 1]) + b"\0\0\0\1"
     p = decode(229, ipv6(later + b"more data", nh=44), 0, 0)
-    assert (p.proto, p.sport, p.dport, p.payload) == (17, 0, 0, b"")
+    assert isinstance(p, Fragment)
+    assert (p.proto, p.offset, p.more, p.ident, p.data) == (17, 64, True, 1, b"more data")
     p = decode(229, ipv6(b"\0\0\0\1" + b"esp", nh=50), 0, 0)
     assert p.proto == 50 and p.payload == b"\0\0\0\1esp"
 
 
 def test_ipv4_fragments():
     first = decode(228, ipv4(udp(payload=b"abc", ulen=1000), 17, frag=0x2000), 0, 0)
-    assert (first.sport, first.dport, first.payload) == (5353, 53, b"abc")
+    assert isinstance(first, Fragment) and (first.offset, first.more) == (0, True)
+    assert first.data[8:] == b"abc"
     later = decode(228, ipv4(b"rest of datagram", 17, frag=185), 0, 0)
-    assert (later.proto, later.sport, later.dport, later.payload, later.ip_len) == (17, 0, 0, b"", 36)
+    assert isinstance(later, Fragment)
+    assert (later.proto, later.offset, later.more, later.data, later.ip_len) == (17, 1480, False, b"rest of datagram", 36)
 
 
 def test_snaplen_truncated_uses_stated_length():

@@ -343,17 +343,23 @@ def dns_responses(path) -> list[DnsResponse]:
                 continue
             out.append(DnsResponse(
                 frame=frame, id=_int(ids[m]) if m < len(ids) else -1,
-                name=msg_qnames[0].lower().rstrip(".") if msg_qnames else "",
+                name=norm_name(msg_qnames[0]) if msg_qnames else "",
                 qtype=int(msg_qtypes[0]) if msg_qtypes else None,
                 rcode=int(rcodes[m]) if m < len(rcodes) else None,
                 answers=frozenset(answers), carrier=carrier, flow=flow))
     return out
 
 
+def norm_name(name: str) -> str:
+    """DNS name as compared: lower case, no trailing dot; tshark's "<Root>" is the root ""."""
+    name = name.lower().rstrip(".")
+    return "" if name == "<root>" else name
+
+
 def _norm_rdata(rtype: str, data: str) -> tuple[str, str]:
     if rtype in ("A", "AAAA"):
         return rtype, _ip(data)
-    return rtype, data.lower().rstrip(".")
+    return rtype, norm_name(data)
 
 
 def dns_answer_sets(path, carriers=("udp", "tcp")) -> Counter:

@@ -16,10 +16,12 @@ def tags(service_tags_file) -> ServiceTags:
 
 
 @pytest.fixture
-def write(tmp_path):
-    """write(text, name="policy.yaml") -> Path of a file holding `text`."""
+def write(tmp_path, monkeypatch):
+    """write(text, name="policy.yaml") -> relative Path (cwd is tmp_path), so messages read
+    exactly `policy.yaml:14: ...`."""
+    monkeypatch.chdir(tmp_path)
+
     def _write(text: str, name: str = "policy.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(text)
-        return path
+        Path(name).write_text(text)
+        return Path(name)
     return _write

@@ -76,10 +76,6 @@ def test_bad_files(tmp_path):
 
 
 # --- property: the interval table equals a linear scan over the prefixes ------------------
-prefix4 = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(
-    lambda t: f"{(t[0] >> (32 - t[1]) << (32 - t[1])) if t[1] else 0:d}/{t[1]}")
-
-
 def _v4(n: int) -> str:
     return ".".join(str((n >> s) & 255) for s in (24, 16, 8, 0))
 

@@ -3,7 +3,7 @@ import struct
 
 from hypothesis import given, strategies as st
 
-from auditor.decode.packet import Packet, decode
+from auditor.decode.packet import Fragment, Packet, decode
 from auditor.sources.pcap import CaptureError, CaptureFile
 
 LINKTYPES = [0, 1, 101, 108, 113, 228, 229, 276, 147]
@@ -11,7 +11,9 @@ LAYERS = {"link", "ip", "ipv6", "tcp", "udp", "icmp"}
 
 
 def _check(result, frame):
-    assert result is None or result in LAYERS or isinstance(result, Packet)
+    assert result is None or result in LAYERS or isinstance(result, (Packet, Fragment))
+    if isinstance(result, Fragment):
+        assert len(result.data) <= len(frame) and result.offset % 8 == 0
     if isinstance(result, Packet):
         assert len(result.src) == len(result.dst) in (4, 16)
         assert len(result.payload) <= len(frame)
@@ -74,7 +76,7 @@ def frames(draw):
        st.integers(0, 400))
 def test_decode_never_raises_on_mutated_valid_frames(lt_frame, flips, cut):
     linktype, frame = lt_frame
-    assert isinstance(decode(linktype, frame, 0.0, len(frame)), Packet)   # the unmutated one
+    assert isinstance(decode(linktype, frame, 0.0, len(frame)), (Packet, Fragment))   # unmutated
     b = bytearray(frame)
     for pos, val in flips:
         if b:

@@ -1,0 +1,140 @@
+"""`dns_tunneling`: data smuggled in DNS names (SPEC §8), keyed by registered domain.
+
+Per querier and registered domain (eTLD+1), over a sliding window (default 5 min), any of:
+- volume: >= `min_queries` queries whose subdomain (name minus the registered domain) is
+  >= `long_subdomain` bytes, or has Shannon entropy >= `entropy_bits` over >=
+  `entropy_min_length` bytes (dots excluded), among >= `min_distinct_names` distinct names;
+- NULL: any query of type NULL (10), which no ordinary software asks for;
+- TXT: >= `txt_min_queries` distinct TXT names with a subdomain >= `txt_long_name` bytes.
+Lengths and entropy are over the name's wire bytes (escapes like `\\198` undone).
+
+A query is counted when seen (`dns_query`); a response counts only when its query was not
+seen (unsolicited and the name not yet counted), because captures taken behind a resolver
+or with one direction filtered hold only one side. Reverse-lookup zones (`.arpa`,
+`ip6.int`) never count for volume: their long nibble names are not data. Severity is high,
+critical when two of the three conditions hold at the moment it fires.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+from auditor.detect.dnsnames import entropy, normal, registered_domain, wire
+from auditor.detect.window import Detector
+from auditor.events import DnsAnswered, DnsQuery
+from auditor.settings import DnsTunnelSettings
+from auditor.track.names import Evictions
+
+NULL, TXT = 10, 16
+DNS_PORT = 53
+REVERSE = ("arpa", "ip6.int")
+NAMES_PER_KEY = 64   # distinct recent names kept per (querier, domain)
+
+
+class _Recent:
+    """Recent names under one (querier, registered domain), oldest first."""
+    __slots__ = ("names", "times", "null")
+
+    def __init__(self, min_queries: int):
+        # name -> [last ts, queries, qtype, suspicious, long TXT, entropy, max label]
+        self.names: dict[str, list] = {}
+        self.times: deque[float] = deque(maxlen=min_queries)  # suspicious query times
+        self.null = False
+
+
+class DnsTunneling(Detector):
+    name = "dns_tunneling"
+
+    def __init__(self, settings: DnsTunnelSettings, max_keys: int, evictions: Evictions | None = None):
+        super().__init__(settings.window_seconds, max_keys, evictions)
+        self.s = settings
+        self.ignore = tuple(normal(d) for d in settings.ignore_domains)
+        self.keys = self.table()   # (querier, registered domain) -> _Recent
+
+    def dns_query(self, ev: DnsQuery) -> None:
+        flow = ev.flow
+        querier = flow.server_ip if flow.client_port == DNS_PORT != flow.server_port else flow.client_ip
+        for qname, qtype in ev.message.questions:
+            self._count(ev.ts, querier, normal(qname), qtype, ev)
+
+    def dns_answered(self, ev: DnsAnswered) -> None:
+        if ev.solicited:  # its query was counted already
+            return
+        flow = ev.flow
+        querier = flow.client_ip if flow.server_port == DNS_PORT else flow.server_ip
+        for qname, qtype in ev.message.questions:
+            self._count(ev.ts, querier, normal(qname), qtype, ev, seen_only=True)
+
+    def _count(self, ts: float, querier: str, name: str, qtype: int, ev, seen_only=False) -> None:
+        s = self.s
+        domain = registered_domain(name)
+        if not domain or domain in self.ignore:
+            return
+        sub = wire(name[:-len(domain)].rstrip(".")) if name != domain else b""
+        flat = sub.replace(b".", b"")
+        ent = entropy(flat) if len(flat) >= s.entropy_min_length else 0.0
+        reverse = name.endswith(REVERSE)
+        suspicious = not reverse and (len(sub) >= s.long_subdomain or ent >= s.entropy_bits)
+        long_txt = qtype == TXT and len(sub) >= s.txt_long_name
+        key = (querier, domain)
+        recent = self.keys.get(key)
+        if recent is None:
+            if not (suspicious or long_txt or qtype == NULL):
+                return  # state only for domains that ever looked odd
+            recent = self.keys.touch(key, lambda: _Recent(s.min_queries))
+        else:
+            self.keys.move_to_end(key)
+        names = recent.names
+        entry = names.pop(name, None)
+        if entry is not None and seen_only:
+            names[name] = entry
+            return
+        if entry is None:
+            label = max((len(x) for x in sub.split(b".")), default=0)
+            entry = [ts, 0, qtype, suspicious, long_txt, ent, label]
+        entry[0] = ts
+        entry[1] += 1
+        names[name] = entry  # re-inserted: dict order is recency order
+        horizon = ts - self.window
+        while names:
+            oldest = next(iter(names))
+            if names[oldest][0] >= horizon and len(names) <= NAMES_PER_KEY:
+                break
+            del names[oldest]
+        if suspicious:
+            recent.times.append(ts)
+        recent.null = recent.null or qtype == NULL
+        self._judge(ts, querier, domain, recent, ev.flow, qtype == NULL)
+
+    def _judge(self, ts, querier, domain, recent: _Recent, flow, null_now: bool) -> None:
+        s = self.s
+        entries = recent.names.values()
+        times = recent.times
+        suspicious = [e for e in entries if e[3]]
+        volume = (len(times) == s.min_queries and ts - times[0] <= self.window
+                  and len(suspicious) >= s.min_distinct_names)
+        txt = sum(1 for e in entries if e[4]) >= s.txt_min_queries
+        reasons = [r for r, hit in (("null_query", null_now), ("volume", volume), ("long_txt", txt))
+                   if hit]
+        if not reasons:
+            return
+        if recent.null and "null_query" not in reasons:
+            reasons.append("null_query")
+        qtypes: dict[str, int] = {}
+        for e in entries:
+            qtypes[str(e[2])] = qtypes.get(str(e[2]), 0) + e[1]
+        evidence = {
+            "reasons": reasons,
+            "client": querier,
+            "queries": sum(e[1] for e in entries),
+            "distinct_names": len(recent.names),
+            "suspicious_names": len(suspicious),
+            "sample_names": [n for n, e in recent.names.items() if e[3] or e[4] or e[2] == NULL][-3:],
+            "max_label_length": max(e[6] for e in entries),
+            "mean_entropy": round(sum(e[5] for e in suspicious) / len(suspicious), 2) if suspicious else 0.0,
+            "qtypes": qtypes,
+            "window_seconds": self.window,
+        }
+        severity = "critical" if len(reasons) >= 2 else "high"
+        self.fire(ts, severity, domain, evidence, flow, source_ip=querier,
+                  destination_ip=flow.server_ip if flow.client_ip == querier else flow.client_ip,
+                  destination_port=DNS_PORT, destination_domain=domain)

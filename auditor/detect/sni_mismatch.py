@@ -1,0 +1,72 @@
+"""`sni_mismatch`: the TLS/QUIC SNI names a host that DNS never resolved to the flow's
+address, while DNS did resolve other names to it (SPEC §8), keyed by destination IP. The
+pattern of a client that connects to one place while presenting an allowlisted name to get
+past SNI-based FQDN rules.
+
+What DNS resolved to an IP is learned from solicited answers of every client on the node
+(a capped LRU of IP -> names, each name of every chain that led to the IP: the queried name
+and its CNAMEs): the node is one trust domain, and the more it knows the fewer CDN false
+positives. The SNI matches (compare case-insensitively, trailing dot ignored) when it is
+one of those names, or shares their registered domain (eTLD+1): one operator's hosts on one
+address behind one wildcard or shared certificate (`www.example.com` resolved, SNI
+`api.example.com`) are not a mismatch. Remaining false positives: a multi-tenant CDN edge
+(Cloudflare, Akamai, Azure Front Door) whose address the client reached through a name
+resolved before the capture started or via a cache the auditor cannot see, while another
+client resolved an unrelated tenant to the same edge. Hence medium severity, and the
+evidence says whether the SNI name was resolved to other addresses (CDN rotation) or never.
+"""
+from __future__ import annotations
+
+from auditor.detect.dnsnames import normal, registered_domain
+from auditor.detect.window import Detector
+from auditor.events import DnsAnswered, FlowNamed
+from auditor.track.names import Evictions
+
+NAMES_PER_IP = 32
+
+
+class SniMismatch(Detector):
+    name = "sni_mismatch"
+
+    def __init__(self, window_seconds: float, max_keys: int, evictions: Evictions | None = None):
+        super().__init__(window_seconds, max_keys, evictions)
+        self.by_ip = self.table()        # IP -> {name: None} (insertion-ordered, capped)
+        self.resolved = self.table()     # name -> None: names any solicited answer gave an IP
+
+    def dns_answered(self, ev: DnsAnswered) -> None:
+        if not ev.solicited:
+            return
+        for ip, chain in ev.chains.items():
+            names = self.by_ip.touch(ip, dict)
+            for n in chain:
+                n = normal(n)
+                names.pop(n, None)
+                names[n] = None
+                self.resolved.put(n, None)
+            while len(names) > NAMES_PER_IP:
+                del names[next(iter(names))]
+
+    def flow_named(self, ev: FlowNamed) -> None:
+        flow = ev.flow
+        sni = normal(flow.sni or flow.quic_sni)
+        if not flow.egress or not sni:
+            return
+        names = self.by_ip.get(flow.server_ip)
+        if not names:
+            return  # DNS never named this address: nothing to contradict (see direct_ip)
+        self.by_ip.move_to_end(flow.server_ip)
+        if sni in names or sni in (normal(n) for n in flow.dns_chain):
+            return
+        reg = registered_domain(sni)
+        if any(registered_domain(n) == reg for n in names):
+            return
+        evidence = {
+            "client": flow.client_ip,
+            "sni": sni,
+            "resolved_names": list(names)[-5:],
+            "resolved_name_count": len(names),
+            "sni_resolved_elsewhere": sni in self.resolved,
+            "transport": flow.transport,
+            "port": flow.server_port,
+        }
+        self.fire(flow.last, "medium", flow.server_ip, evidence, flow, destination_domain=sni)

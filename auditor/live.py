@@ -1,0 +1,96 @@
+"""`egress-auditor run`: the live sidecar.
+
+Captures on one interface, serves metrics, and runs until SIGTERM/SIGINT, when every open
+flow is flushed as an event (flow events equal `flows_total`). SIGHUP re-reads the policy
+and service tags and swaps the judge in place: the flow table, DNS cache and detector state
+are kept, and a bad new policy leaves the old one in force (said once on stderr).
+"""
+from __future__ import annotations
+
+import ipaddress
+import signal
+import sys
+import time
+
+from auditor.app import _StopOnSignal, _serve, build, load_judge, _publish_policy, settings_from_args
+from auditor.cli import EXIT_INTERRUPTED, EXIT_OK, BadInput
+from auditor.settings import DEFAULT_NODE_NETWORKS
+from auditor.sources.pcap import CaptureError
+
+STATS_EVERY = 1.0  # seconds between reads of the kernel's drop counters
+
+
+def interface_networks(interface: str) -> list[str]:
+    """The interface's own addresses as /32 and /128 networks (best effort)."""
+    nets: list[str] = []
+    try:
+        from scapy.arch import get_if_addr
+        from scapy.arch.linux import in6_getifaddr
+        v4 = get_if_addr(interface)
+        if v4 and v4 != "0.0.0.0":
+            nets.append(f"{v4}/32")
+        nets += [f"{addr}/128" for addr, _scope, iface in in6_getifaddr() if iface == interface]
+    except Exception:  # an interface without addresses is still capturable
+        pass
+    return [n for n in nets if ipaddress.ip_network(n, strict=False)]
+
+
+def run_live(args) -> int:
+    from auditor.sources.live import LiveCapture
+
+    if not args.node_network:
+        args.node_network = DEFAULT_NODE_NETWORKS + interface_networks(args.interface)
+    settings = settings_from_args(args)
+    port = args.metrics_port if args.metrics_port is not None else int(settings.metrics_listen.rsplit(":", 1)[1])
+    # Prometheus scraping us is not the node's egress: keep it out of the audit.
+    bpf = f"not tcp port {port}" + (f" and ({args.bpf})" if args.bpf else "")
+    try:
+        capture = LiveCapture(args.interface, bpf=bpf)
+    except CaptureError as exc:
+        raise BadInput(str(exc)) from None
+    audit = build(settings)
+    pipeline = audit.pipeline
+    server = _serve(audit, port)
+    stop = _StopOnSignal(pipeline)
+    reload_requested = []
+    old_hup = signal.signal(signal.SIGHUP, lambda *_: reload_requested.append(1))
+    next_stats = 0.0
+
+    def on_check(p) -> None:
+        nonlocal next_stats
+        now = time.monotonic()
+        if now >= next_stats:
+            next_stats = now + STATS_EVERY
+            p.capture_dropped = capture.stats()[1]
+        if reload_requested:
+            reload_requested.clear()
+            _reload(audit)
+
+    print(f"egress-auditor: capturing on {args.interface}, metrics on :{port}/metrics", file=sys.stderr)
+    try:
+        pipeline.feed(capture.frames(0.5), check_every=1, on_check=on_check)
+    finally:
+        pipeline.capture_dropped = capture.stats()[1]
+        pass  # MUTANT
+        capture.close()
+        stop.restore()
+        signal.signal(signal.SIGHUP, old_hup)
+        if server:
+            server.shutdown()
+    audit.summary.render(pipeline, sys.stderr)
+    return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
+
+
+def _reload(audit) -> None:
+    if audit.verdicts is None:
+        print("egress-auditor: SIGHUP: no --policy was given at start; nothing to reload", file=sys.stderr)
+        return
+    try:
+        judge = load_judge(audit.settings)
+    except BadInput as exc:
+        print(f"egress-auditor: SIGHUP: keeping the previous policy: {exc}", file=sys.stderr)
+        return
+    audit.verdicts.judge = judge
+    _publish_policy(audit.metrics, judge)
+    print(f"egress-auditor: SIGHUP: policy reloaded ({len(judge.rules)} rules, "
+          f"mode {audit.verdicts.ruleset})", file=sys.stderr)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine (run as root):
+# tshark (the reference decoder for differential tests), prometheus/promtool (integration
+# tests and alert-rule tests), libpcap (scapy compiles live-capture BPF filters with it), and
+# the package itself with its test extras.
+set -euo pipefail
+need=()
+command -v tshark >/dev/null || need+=(tshark)
+command -v prometheus >/dev/null || need+=(prometheus)
+dpkg -s libpcap0.8 >/dev/null 2>&1 || need+=(libpcap0.8)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  # tshark asks whether non-root users may capture; answer it non-interactively.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+python3 -m pip install -q -e '.[test]'

@@ -1,0 +1,133 @@
+"""dns_tunneling: volume, NULL and long-TXT triggers, once per window, response-only
+captures, and capped state."""
+import base64
+import os
+
+import pytest
+from scapy.layers.dns import DNS, DNSQR, DNSRR
+from scapy.layers.inet import IP, UDP
+
+from auditor.detect.dnsnames import entropy, registered_domain, wire
+from tests.detect._helpers import CLIENT, detect
+from tests.util import dns_answer, dns_query
+
+RESOLVER = "168.63.129.16"
+
+
+def b32(n: int, i: int) -> str:
+    return base64.b32encode(os.urandom(n) + i.to_bytes(4, "big")).decode().rstrip("=").lower()
+
+
+def tunnel_queries(domain="t.example.org", count=30, qtype="A", chunk=40, start_id=1):
+    out = []
+    for i in range(count):
+        label = b32(chunk, i)
+        out.append(dns_query(CLIENT, RESOLVER, f"{label[:60]}.{label[60:] or 'x'}.{domain}", start_id + i,
+                             sport=20000 + i, qtype=qtype))
+    return out
+
+
+def test_volume_of_long_high_entropy_names_fires_once():
+    found, _ = detect(tunnel_queries(count=60), only="dns_tunneling")
+    assert len(found) == 1
+    f = found[0]
+    assert f.key == "example.org" and f.severity == "high" and f.source_ip == CLIENT
+    assert f.evidence["reasons"] == ["volume"]
+    assert f.evidence["suspicious_names"] >= 15 and f.evidence["queries"] >= 25
+    assert len(f.evidence["sample_names"]) <= 3 and f.evidence["mean_entropy"] >= 3.5
+
+
+def test_below_volume_does_not_fire():
+    assert detect(tunnel_queries(count=24), only="dns_tunneling")[0] == []
+
+
+def test_repeating_one_long_name_is_not_a_tunnel():
+    q = [dns_query(CLIENT, RESOLVER, "a" * 55 + ".cdn.example.org", i, sport=20000 + i) for i in range(40)]
+    assert detect(q, only="dns_tunneling")[0] == []
+
+
+def test_ordinary_browsing_names_do_not_fire():
+    names = [f"www{i}.example{i % 3}.com" for i in range(100)] + ["login.microsoftonline.com"] * 20
+    q = [dns_query(CLIENT, RESOLVER, n, i, sport=20000 + i) for i, n in enumerate(names)]
+    assert detect(q, only="dns_tunneling")[0] == []
+
+
+def test_reverse_lookups_are_not_volume():
+    names = [".".join("0123456789abcdef"[(i + k) % 16] for k in range(32)) + ".ip6.arpa" for i in range(40)]
+    q = [dns_query(CLIENT, RESOLVER, n, i, sport=20000 + i, qtype="PTR") for i, n in enumerate(names)]
+    assert detect(q, only="dns_tunneling")[0] == []
+
+
+def test_a_single_null_query_fires():
+    found, _ = detect([dns_query(CLIENT, RESOLVER, "vaaaakardli.pirate.sea", 7, qtype="NULL")],
+                      only="dns_tunneling")
+    assert [(f.key, f.evidence["reasons"], f.evidence["qtypes"]) for f in found] == [
+        ("pirate.sea", ["null_query"], {"10": 1})]
+
+
+def test_long_txt_names_fire_and_short_ones_do_not():
+    long_txt = tunnel_queries(count=5, qtype="TXT", chunk=20)  # 32+ byte subdomains
+    found, _ = detect(long_txt, only="dns_tunneling")
+    assert [f.evidence["reasons"] for f in found] == [["long_txt"]]
+    short = [dns_query(CLIENT, RESOLVER, f"s{i}._domainkey.example.org", i, qtype="TXT") for i in range(10)]
+    assert detect(short, only="dns_tunneling")[0] == []
+
+
+def test_two_conditions_at_once_are_critical():
+    q = tunnel_queries(count=24) + [dns_query(CLIENT, RESOLVER, b32(40, 99) + ".example.org", 999, qtype="NULL")]
+    found, _ = detect(q, only="dns_tunneling")
+    assert [(f.severity, sorted(f.evidence["reasons"])) for f in found] == [("critical", ["null_query", "volume"])]
+
+
+def test_fires_again_after_the_window():
+    first = tunnel_queries(count=30)
+    later = [(2000.0 + i * 0.01, p) for i, p in enumerate(tunnel_queries(count=30, start_id=500))]
+    found, _ = detect(first + later, only="dns_tunneling")
+    assert [f.ts >= 2000 for f in found] == [False, True]
+
+
+def test_spread_beyond_the_window_does_not_fire():
+    q = [(1000.0 + i * 20.0, p) for i, p in enumerate(tunnel_queries(count=30))]  # 25 take 480 s
+    assert detect(q, only="dns_tunneling")[0] == []
+
+
+def test_unanswered_responses_count_when_the_query_was_not_seen():
+    responses = []
+    for i in range(30):
+        name = f"{b32(40, i)}.example.org"
+        responses.append(IP(src=RESOLVER, dst=CLIENT) / UDP(sport=53, dport=20000 + i) / DNS(
+            id=i, qr=1, qd=DNSQR(qname=name), an=DNSRR(rrname=name, rdata="192.0.2.1")))
+    found, _ = detect(responses, only="dns_tunneling")
+    assert [(f.key, f.source_ip) for f in found] == [("example.org", CLIENT)]
+
+
+def test_answered_queries_count_once():
+    pk = []
+    for i in range(20):  # 20 answered queries: 20, not 40, even though 40 messages carry names
+        name = f"{b32(40, i)}.example.org"
+        pk += [dns_query(CLIENT, RESOLVER, name, i, sport=20000 + i),
+               dns_answer(CLIENT, RESOLVER, name, "192.0.2.1", i, sport=20000 + i)]
+    assert detect(pk, only="dns_tunneling")[0] == []
+
+
+def test_ignore_domains():
+    assert detect(tunnel_queries(count=40), only="dns_tunneling",
+                  detectors={"dns_tunneling": {"ignore_domains": ["example.org"]}})[0] == []
+
+
+def test_state_is_capped_and_evictions_counted():
+    q = [dns_query(CLIENT, RESOLVER, f"{b32(40, i)}.d{i}.org", i, sport=20000 + i) for i in range(10)]
+    found, ev = detect(q, only="dns_tunneling", detectors={"max_keys": 4})
+    assert found == [] and ev["detector_state"] == 6
+
+
+@pytest.mark.parametrize("text,expected", [("a\\198b", b"a\xc6b"), ("a\\.b", b"a.b"), ("plain", b"plain")])
+def test_wire_undoes_escapes(text, expected):
+    assert wire(text) == expected
+
+
+def test_name_helpers():
+    assert registered_domain("x.y.hsc.fr") == "hsc.fr"
+    assert registered_domain("acct.blob.core.windows.net") == "acct.blob.core.windows.net"
+    assert registered_domain("com") == "com"
+    assert entropy(b"aaaa") == 0 and round(entropy(b"abcd"), 3) == 2.0

@@ -1,0 +1,59 @@
+"""sni_mismatch: the SNI names a host DNS never resolved to this address, while DNS did
+resolve other names to it."""
+from tests.detect._helpers import CLIENT, detect, tcp_session, tls_hello
+from tests.util import dns_answer, dns_query
+
+RESOLVER = "168.63.129.16"
+IP = "93.184.216.34"
+
+
+def resolve(name, ip, qid, client=CLIENT, cname=None):
+    return [dns_query(client, RESOLVER, name, qid, sport=30000 + qid),
+            dns_answer(client, RESOLVER, name, ip, qid, sport=30000 + qid, cname=cname)]
+
+
+def test_spoofed_allowlisted_sni_fires():
+    pk = resolve("attacker.example.net", IP, 1) + tcp_session(CLIENT, IP, 40000, 443, tls_hello("management.azure.com"))
+    found, _ = detect(pk, only="sni_mismatch")
+    assert [(f.key, f.severity, f.destination_domain, f.evidence["resolved_names"]) for f in found] == [
+        (IP, "medium", "management.azure.com", ["attacker.example.net"])]
+    assert found[0].evidence["sni_resolved_elsewhere"] is False
+
+
+def test_matching_sni_any_case_or_chain_name_or_same_site_does_not_fire():
+    pk = resolve("www.contoso.com", IP, 1, cname="contoso.azureedge.net")
+    pk += tcp_session(CLIENT, IP, 40000, 443, tls_hello("WWW.Contoso.com."))        # queried name
+    pk += tcp_session(CLIENT, IP, 40001, 443, tls_hello("contoso.azureedge.net"))   # CNAME target
+    pk += tcp_session(CLIENT, IP, 40002, 443, tls_hello("api.contoso.com"))         # same site
+    assert detect(pk, only="sni_mismatch")[0] == []
+
+
+def test_another_clients_resolution_counts():
+    pk = resolve("attacker.example.net", IP, 1, client="10.0.0.9") + resolve("good.example.org", IP, 2, client="10.0.0.8")
+    pk += tcp_session(CLIENT, IP, 40000, 443, tls_hello("good.example.org"))
+    assert detect(pk, only="sni_mismatch")[0] == []
+
+
+def test_address_dns_never_named_is_not_a_mismatch():
+    assert detect(tcp_session(CLIENT, IP, 40000, 443, tls_hello("example.com")), only="sni_mismatch")[0] == []
+
+
+def test_once_per_ip_per_window():
+    pk = resolve("attacker.example.net", IP, 1)
+    pk += tcp_session(CLIENT, IP, 40000, 443, tls_hello("a.example.org"))
+    pk += tcp_session(CLIENT, IP, 40001, 443, tls_hello("b.example.org"))
+    pk += [(2000.0 + i * 0.01, p) for i, p in enumerate(tcp_session(CLIENT, IP, 40002, 443, tls_hello("c.example.org")))]
+    found, _ = detect(pk, only="sni_mismatch")
+    assert [f.destination_domain for f in found] == ["a.example.org", "c.example.org"]
+
+
+def test_state_is_capped_and_evictions_counted():
+    pk = []
+    for i in range(4):
+        pk += resolve(f"h{i}.example.net", f"93.184.216.{10 + i}", i)
+    # with 2 addresses kept, .10 is forgotten: nothing to contradict any more
+    pk += tcp_session(CLIENT, "93.184.216.10", 40000, 443, tls_hello("other.example.org"))
+    pk += tcp_session(CLIENT, "93.184.216.13", 40001, 443, tls_hello("other.example.org"))
+    found, ev = detect(pk, only="sni_mismatch", detectors={"max_keys": 2})
+    assert [f.key for f in found] == ["93.184.216.13"]
+    assert ev["detector_state"] >= 2

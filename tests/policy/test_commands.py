@@ -1,0 +1,147 @@
+"""`policy check|explain|show` through main() and through a real subprocess."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.policy.commands import main
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "workspace-approved.yaml"
+
+LINT_POLICY = """\
+location: eastus
+managed_network:
+  isolation_mode: allow_only_approved_outbound
+  outbound_rules:
+    - {name: blobs, type: fqdn, destination: "*.blob.core.windows.net"}
+    - {name: loose, type: fqdn, destination: "*contoso.com"}
+    - {name: mid, type: fqdn, destination: "www.*.com"}
+    - {name: ports, type: service_tag, destination: {service_tag: Storage, port_ranges: "443-80"}}
+    - {name: dup, type: fqdn, destination: a.com}
+    - {name: dup, type: fqdn, destination: b.com}
+    - name: badpe
+      type: private_endpoint
+      destination: {service_resource_id: "/subscriptions/x", subresource_target: blob}
+    - {name: notag, type: service_tag, destination: {service_tag: NoSuchTag, protocol: TCP, port_ranges: "443"}}
+    - {name: okpe, type: private_endpoint, destination: {service_resource_id: /subscriptions/s/resourceGroups/r/providers/Microsoft.Web/sites/app, subresource_target: sites}}
+"""
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, "-m", "auditor.policy.commands", *map(str, argv)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_reports_every_problem(write, capsys):
+    path = write(LINT_POLICY)
+    assert main(["check", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    expected = [
+        "policy.yaml:7: error: rule 'mid': destination: 'www.*.com': '*' is only allowed as the left-most character",
+        "policy.yaml:8: error: rule 'ports': destination.port_ranges: '443-80' is not a port range",
+        "policy.yaml:10: error: rule 'dup': name: duplicate rule name (first at line 9)",
+        "policy.yaml:13: error: rule 'badpe': destination.service_resource_id: '/subscriptions/x' is not an Azure resource id",
+        "policy.yaml:5: error: rule 'blobs': destination: '*.blob.core.windows.net' is an Azure Storage endpoint",
+        "policy.yaml:6: warning: rule 'loose': destination: '*contoso.com' matches any name ending in 'contoso.com'",
+        "policy.yaml:14: error: rule 'notag': destination.service_tag: service tag 'NoSuchTag' is not in ServiceTags_Public_20251109.json",
+        "policy.yaml:15: warning: rule 'okpe': destination.subresource_target: cannot derive",
+    ]
+    for want in expected:
+        assert any(line.startswith(want) for line in out), (want, out)
+    assert len(out) == len(expected)
+
+
+def test_check_warns_on_ignored_rules(write, capsys):
+    path = write("managed_network:\n  isolation_mode: allow_internet_outbound\n  outbound_rules:\n"
+                 "  - {name: a, type: fqdn, destination: a.com}\n")
+    assert main(["check", str(path)]) == 0
+    assert "warning: rule 'a': type: fqdn rules are ignored by Azure in allow_internet_outbound" \
+        in capsys.readouterr().out
+
+
+def test_check_clean_example(capsys):
+    assert main(["check", str(EXAMPLE)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_explain_json(capsys):
+    assert main(["explain", str(EXAMPLE), "files.pythonhosted.org", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"verdict": "allowed", "reason": "fqdn", "rule": "pythonhosted", "rule_type": "fqdn",
+                   "service_tag": None, "private_endpoint": None,
+                   "destination": "files.pythonhosted.org", "port": 443, "proto": "tcp"}
+
+
+@pytest.mark.parametrize("argv,reason", [
+    (["pypi.org", "--proto", "udp"], "fqdn_port_not_supported"),
+    (["pypi.org", "--port", "80"], "fqdn"),
+    (["contosodatalake.privatelink.blob.core.windows.net"], "private_endpoint"),
+    (["20.42.0.241"], "service_tag"),
+    (["168.63.129.16", "--port", "53", "--proto", "udp"], "platform"),
+    (["example.org"], "no_matching_rule"),
+    (["x.vscode-cdn.net", "--include", "vscode"], "fqdn"),
+    (["example.org", "--as-mode", "allow_internet_outbound"], "internet_outbound"),
+])
+def test_explain_reasons(capsys, argv, reason):
+    assert main(["explain", str(EXAMPLE), *argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reason"] == reason
+
+
+def test_show_text_marks_builtins(capsys):
+    assert main(["show", str(EXAMPLE), "--include", "vscode"]) == 0
+    out = capsys.readouterr().out
+    assert "*__SYS_ST_AzureMachineLearning_UDP" in out and " pypi " in out
+    assert "8704-8710" in out
+
+
+def test_show_json_shape(capsys):
+    assert main(["show", str(GOLDEN / "same-rules.arm.json"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert {"name", "type", "category", "status", "destination"} <= set(data["rules"][0])
+    lake = next(r for r in data["rules"] if r["name"] == "lake")
+    assert "goldenlake.privatelink.dfs.core.windows.net" in lake["destination"]["fqdns"]
+    acr = next(r for r in data["rules"] if r["name"] == "acr")
+    assert "goldenacr.westus3.data.privatelink.azurecr.io" in acr["destination"]["fqdns"]
+
+
+def test_subprocess_error_is_one_line(write):
+    path = write("managed_network:\n  isolation_mode: allow_only_approved_outbound\n"
+                 "  outbound_rules:\n  - name: pypi\n    type: service_tag\n    destination:\n"
+                 "      service_tag: X\n      port_ranges: '70000'\n")
+    for cmd in ("check", "show"):
+        proc = run(cmd, path)
+        assert proc.returncode == 1
+        assert "Traceback" not in proc.stderr + proc.stdout
+        err = (proc.stderr + proc.stdout).strip()
+        assert "policy.yaml:8: " in err and "rule 'pypi': destination.port_ranges: '70000' is not a port range" in err
+
+
+@pytest.mark.parametrize("text", ["a: [\n", "x: !!python/name:os.system\n", "{\"managed_network\": 3}"])
+def test_subprocess_bad_files(write, text):
+    path = write(text)
+    proc = run("explain", path, "pypi.org")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("policy.yaml") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_subprocess_missing_file_and_bad_tags(tmp_path):
+    proc = run("show", tmp_path / "nope.yaml")
+    assert proc.returncode == 1 and "nope.yaml: cannot read" in proc.stderr and "Traceback" not in proc.stderr
+    bad = tmp_path / "tags.json"
+    bad.write_text("[]")
+    proc = run("check", EXAMPLE, "--service-tags", bad)
+    assert proc.returncode == 1 and "tags.json: not a service tags file" in proc.stderr
+
+
+def test_add_arguments_for_the_lead():
+    import argparse
+    from auditor.policy import commands
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["show", str(EXAMPLE), "--json"])
+    assert args.func(args) == 0
+    args = parser.parse_args(["show", "/nonexistent.yaml"])
+    assert args.func(args) == 1          # PolicyError handled inside func, no traceback

@@ -1,0 +1,123 @@
+"""The track stage on real frames: flows, initiators, byte counts, DNS attribution, spoofing."""
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.tls.handshake import TLSClientHello
+from scapy.layers.tls.extensions import TLS_Ext_ServerName, ServerName
+from scapy.layers.tls.record import TLS
+
+from auditor.events import DnsAnswered, FlowEnded, FlowNamed
+from tests.util import dns_answer, dns_query, run, tcp_handshake
+
+C, S, R = "10.0.0.5", "93.184.216.34", "168.63.129.16"
+
+
+def client_hello(sni):
+    return bytes(TLS(msg=[TLSClientHello(ext=[TLS_Ext_ServerName(servernames=[ServerName(servername=sni)])])]))
+
+
+def tls_flow(sport, sni=None, server=S):
+    pkts = tcp_handshake(C, server, sport)
+    if sni:
+        pkts.append(IP(src=C, dst=server) / TCP(sport=sport, dport=443, flags="PA", seq=1001, ack=5001) / client_hello(sni))
+    return pkts
+
+
+def ended(rec):
+    return [e.flow for e in rec.of(FlowEnded)]
+
+
+def test_sni_names_the_flow_and_counts_ip_bytes():
+    pkts = tls_flow(40000, "api.example.com")
+    _, rec = run(pkts)
+    (flow,) = ended(rec)
+    assert (flow.client_ip, flow.server_ip, flow.server_port) == (C, S, 443)
+    assert flow.domain == "api.example.com" and flow.name_source == "sni"
+    assert flow.c_packets == 3 and flow.s_packets == 1
+    assert flow.c_bytes == sum(len(p) for p in pkts if p[IP].src == C)
+    assert flow.egress
+
+
+def test_split_client_hello_is_reassembled():
+    hello = client_hello("split.example.org")
+    pkts = tcp_handshake(C, S, 40001)
+    pkts.append(IP(src=C, dst=S) / TCP(sport=40001, dport=443, flags="A", seq=1001 + 40) / hello[40:])
+    pkts.append(IP(src=C, dst=S) / TCP(sport=40001, dport=443, flags="A", seq=1001) / hello[:40])
+    _, rec = run(pkts)
+    assert ended(rec)[0].sni == "split.example.org"
+
+
+def test_dns_answer_names_a_flow_without_sni():
+    pkts = [dns_query(C, R, "files.example.net", 77), dns_answer(C, R, "files.example.net", S, 77)]
+    pkts += tcp_handshake(C, S, 40002, dport=8443)
+    _, rec = run(pkts)
+    flow = [f for f in ended(rec) if f.server_port == 8443][0]
+    assert flow.domain == "files.example.net" and flow.name_source == "dns"
+    assert rec.of(DnsAnswered)[0].solicited
+
+
+def test_cname_chain_names_the_queried_name():
+    pkts = [dns_query(C, R, "www.example.com", 5),
+            dns_answer(C, R, "www.example.com", S, 5, cname="edge.cdn.example.net")]
+    pkts += tcp_handshake(C, S, 40003, dport=22)
+    _, rec = run(pkts)
+    flow = [f for f in ended(rec) if f.server_port == 22][0]
+    assert flow.domain == "www.example.com"
+    assert flow.dns_chain == ("www.example.com", "edge.cdn.example.net")
+
+
+def test_unsolicited_wrong_id_and_wrong_server_answers_never_name_a_flow():
+    pkts = [dns_answer(C, R, "unsolicited.example", S, 1),                 # no query at all
+            dns_query(C, R, "real.example", 2),
+            dns_answer(C, R, "spoofed-id.example", S, 3),                  # wrong transaction id
+            dns_answer(C, "8.8.8.8", "spoofed-server.example", S, 2)]      # right id, wrong server
+    pkts += tcp_handshake(C, S, 40004, dport=22)
+    _, rec = run(pkts)
+    flow = [f for f in ended(rec) if f.server_port == 22][0]
+    assert flow.domain is None and flow.name_source == "none"
+    assert [e.solicited for e in rec.of(DnsAnswered)] == [False, False, False]
+
+
+def test_answer_after_query_timeout_is_not_trusted():
+    pkts = [(1000.0, dns_query(C, R, "late.example", 9)), (1100.0, dns_answer(C, R, "late.example", S, 9))]
+    pkts += [(1100.5, p) for p in tcp_handshake(C, S, 40005, dport=22)]
+    _, rec = run(pkts)
+    assert not rec.of(DnsAnswered)[0].solicited
+    assert all(f.domain is None for f in ended(rec) if f.server_port == 22)
+
+
+def test_syn_after_close_starts_a_new_flow_like_tshark():
+    first = tls_flow(40006, "one.example")
+    close = [IP(src=C, dst=S) / TCP(sport=40006, dport=443, flags="FA", seq=2000, ack=6000),
+             IP(src=S, dst=C) / TCP(sport=443, dport=40006, flags="FA", seq=6000, ack=2001)]
+    again = tls_flow(40006, "two.example")
+    _, rec = run(first + close + again)
+    assert [f.domain for f in ended(rec)] == ["one.example", "two.example"]
+
+
+def test_initiator_is_syn_sender_even_when_capture_starts_at_synack():
+    pkts = [IP(src=S, dst=C) / TCP(sport=443, dport=40007, flags="SA", seq=1, ack=2),
+            IP(src=C, dst=S) / TCP(sport=40007, dport=443, flags="A", seq=2, ack=2)]
+    _, rec = run(pkts)
+    (flow,) = ended(rec)
+    assert (flow.client_ip, flow.client_port) == (C, 40007)
+
+
+def test_idle_udp_flow_ends_and_table_cap_evicts_and_counts():
+    pkts = [(1000.0, IP(src=C, dst=S) / UDP(sport=5000 + i, dport=9999) / b"x") for i in range(40)]
+    pkts.append((2000.0, IP(src=C, dst=S) / UDP(sport=1, dport=9999) / b"late"))
+    pipe, rec = run(pkts, max_flows=16)
+    reasons = [e.reason for e in rec.of(FlowEnded)]
+    assert reasons.count("evicted") == 24
+    assert pipe.tracker.evictions["flows"] == 24
+    assert reasons.count("idle") == 16          # the survivors time out when the late packet comes
+    assert len(reasons) == 41                   # every flow ends exactly once
+
+
+def test_flow_named_once_per_flow():
+    _, rec = run(tls_flow(40008, "x.example") + tls_flow(40009))
+    assert len(rec.of(FlowNamed)) == 2
+
+
+def test_ingress_flow_is_not_egress():
+    pkts = tcp_handshake("203.0.113.9", C, 50000, dport=22)
+    _, rec = run(pkts)
+    assert not ended(rec)[0].egress
