@@ -71,7 +71,7 @@ def run_live(args) -> int:
         pipeline.feed(capture.frames(0.5), check_every=1, on_check=on_check)
     finally:
         pipeline.capture_dropped = capture.stats()[1]
-        pass  # MUTANT
+        pipeline.close("shutdown")
         capture.close()
         stop.restore()
         signal.signal(signal.SIGHUP, old_hup)

@@ -38,6 +38,8 @@ class DnsTunnelSettings(Strict):
     min_distinct_names: int = Field(15, ge=1, description="distinct suspicious names in the window")
     txt_long_name: int = Field(30, ge=1, description="subdomain bytes of a TXT query that count as long")
     txt_min_queries: int = Field(5, ge=1, description="distinct long TXT names in the window")
+    txt_qtypes: list[int] = Field(default_factory=lambda: [16, 15, 5],
+                                  description="query types judged like TXT (TXT, MX, CNAME carry data back)")
     ignore_domains: list[str] = Field(default_factory=list,
                                       description="registered domains never reported (e.g. AV reputation lookups)")
 

@@ -5,7 +5,9 @@ Per querier and registered domain (eTLD+1), over a sliding window (default 5 min
   >= `long_subdomain` bytes, or has Shannon entropy >= `entropy_bits` over >=
   `entropy_min_length` bytes (dots excluded), among >= `min_distinct_names` distinct names;
 - NULL: any query of type NULL (10), which no ordinary software asks for;
-- TXT: >= `txt_min_queries` distinct TXT names with a subdomain >= `txt_long_name` bytes.
+- TXT: >= `txt_min_queries` distinct TXT names with a subdomain >= `txt_long_name` bytes
+  (MX and CNAME queries count as TXT: tunnels such as dnscat2 rotate through all three,
+  because each carries arbitrary data back; `txt_qtypes`).
 Lengths and entropy are over the name's wire bytes (escapes like `\\198` undone).
 
 A query is counted when seen (`dns_query`); a response counts only when its query was not
@@ -24,7 +26,7 @@ from auditor.events import DnsAnswered, DnsQuery
 from auditor.settings import DnsTunnelSettings
 from auditor.track.names import Evictions
 
-NULL, TXT = 10, 16
+NULL = 10
 DNS_PORT = 53
 REVERSE = ("arpa", "ip6.int")
 NAMES_PER_KEY = 64   # distinct recent names kept per (querier, domain)
@@ -48,6 +50,7 @@ class DnsTunneling(Detector):
         super().__init__(settings.window_seconds, max_keys, evictions)
         self.s = settings
         self.ignore = tuple(normal(d) for d in settings.ignore_domains)
+        self.txt_qtypes = frozenset(settings.txt_qtypes)
         self.keys = self.table()   # (querier, registered domain) -> _Recent
 
     def dns_query(self, ev: DnsQuery) -> None:
@@ -74,7 +77,7 @@ class DnsTunneling(Detector):
         ent = entropy(flat) if len(flat) >= s.entropy_min_length else 0.0
         reverse = name.endswith(REVERSE)
         suspicious = not reverse and (len(sub) >= s.long_subdomain or ent >= s.entropy_bits)
-        long_txt = qtype == TXT and len(sub) >= s.txt_long_name
+        long_txt = qtype in self.txt_qtypes and len(sub) >= s.txt_long_name
         key = (querier, domain)
         recent = self.keys.get(key)
         if recent is None:

@@ -131,3 +131,12 @@ def test_name_helpers():
     assert registered_domain("acct.blob.core.windows.net") == "acct.blob.core.windows.net"
     assert registered_domain("com") == "com"
     assert entropy(b"aaaa") == 0 and round(entropy(b"abcd"), 3) == 2.0
+
+
+def test_mx_and_cname_count_like_txt_but_srv_does_not():
+    mx = tunnel_queries(count=3, qtype="MX", chunk=20) + tunnel_queries(count=2, qtype="CNAME", chunk=20, start_id=50)
+    assert [f.evidence["reasons"] for f in detect(mx, only="dns_tunneling")[0]] == [["long_txt"]]
+    guid = "05b5292b-34b8-4fb7-85a3-8beef5fd{:04d}"
+    srv = [dns_query(CLIENT, RESOLVER, f"_ldap._tcp.{guid.format(i)}.domains._msdcs.corp.example.com", i,
+                     sport=20000 + i, qtype="SRV") for i in range(10)]
+    assert detect(srv, only="dns_tunneling")[0] == []
