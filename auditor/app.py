@@ -21,6 +21,7 @@ from auditor.sinks.jsonl import JsonlSink
 from auditor.sinks.metrics import Metrics, PipelineCollector
 from auditor.sinks.summary import Summary
 from auditor.sources.pcap import CaptureError, CaptureFile
+from auditor.track.names import Evictions
 from auditor.verdicts import Verdicts
 
 
@@ -79,10 +80,12 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Audi
                                ruleset=verdicts.ruleset if verdicts else None)
         except OSError as exc:
             raise BadInput(f"{settings.events}: cannot write events: {exc.strerror or exc}") from None
+    # One evictions table for every capped structure, so all reach table_evictions_total.
+    evictions = Evictions()
     components: list[object] = [c for c in (verdicts,) if c]
-    components += build_detectors(settings)
+    components += build_detectors(settings, evictions)
     components += [metrics, summary] + ([events] if events else [])
-    pipeline = Pipeline(settings, components, registry)
+    pipeline = Pipeline(settings, components, registry, evictions)
     registry.register(PipelineCollector(pipeline))
     return Audit(settings, pipeline, summary, metrics, registry, verdicts, events)
 

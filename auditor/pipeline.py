@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from auditor.decode import packet
 from auditor.events import Dispatcher
 from auditor.settings import Settings
+from auditor.track.names import Evictions
 from auditor.track.tracker import Limits, NodeNetworks, Tracker
 
 Frame = tuple[float, int, bytes, int]
@@ -22,7 +23,7 @@ Frame = tuple[float, int, bytes, int]
 
 class Pipeline:
     def __init__(self, settings: Settings, components: list[object],
-                 registry: CollectorRegistry | None = None):
+                 registry: CollectorRegistry | None = None, evictions: Evictions | None = None):
         self.settings = settings
         self.registry = registry
         self.components = components
@@ -34,7 +35,8 @@ class Pipeline:
         self.tracker = Tracker(
             NodeNetworks(settings.node_networks), self.dispatch,
             Limits(max_flows=settings.max_flows, max_dns_cache=settings.max_dns_cache,
-                   max_pending_queries=settings.max_pending_queries))
+                   max_pending_queries=settings.max_pending_queries),
+            evictions=evictions)
         self.packets = 0
         self.decode_malformed: dict[str, int] = {}
         self.capture_dropped = 0

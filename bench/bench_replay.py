@@ -16,6 +16,7 @@ the targets: throughput >= 2.5x tshark, peak RSS <= 150 MB.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import os
 import shutil
 import statistics
@@ -51,11 +52,16 @@ def count_packets(path: str) -> int:
             n += 1
 
 
-def ours_cmd(pcap: str, events: str, metrics: str) -> list[str]:
+POLICY = str(Path(__file__).resolve().parent.parent / "examples" / "policies" / "workspace-approved.yaml")
+
+
+def ours_cmd(pcap: str, events: str, metrics: str, policy: str | None = POLICY) -> list[str]:
+    """The full audit: verdicts against a real approved-only policy (with the bundled service
+    tags), all detectors, events to a file, metrics written at the end."""
     exe = shutil.which("egress-auditor")
     base = [exe] if exe else [sys.executable, "-m", "auditor"]
     return [*base, "replay", pcap, "--events", events, "--metrics-file", metrics,
-            "--node-network", "10.0.0.0/8"]
+            "--node-network", "10.0.0.0/8", "--quiet"] + (["--policy", policy] if policy else [])
 
 
 def tshark_cmd(pcap: str) -> list[str]:
@@ -109,6 +115,7 @@ def main(argv=None) -> int:
     ap.add_argument("--metrics-file", default="/tmp/m.prom")
     ap.add_argument("--only", choices=("ours", "tshark"), help="measure one side only")
     ap.add_argument("--profile", action="store_true", help="run ours once under cProfile")
+    ap.add_argument("--policy", default=POLICY, help="policy for ours ('' = no policy: name flows only)")
     a = ap.parse_args(argv)
 
     if a.profile:
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
     size_mb = os.path.getsize(a.pcap) / 1e6
     print(f"{a.pcap}: {n} packets, {size_mb:.1f} MB, {os.cpu_count()} CPUs, "
           f"{a.runs} alternating runs")
-    sides = {"ours": lambda: ours_cmd(a.pcap, a.events, a.metrics_file),
+    sides = {"ours": lambda: ours_cmd(a.pcap, a.events, a.metrics_file, a.policy or None),
              "tshark": lambda: tshark_cmd(a.pcap)}
     if a.only:
         sides = {a.only: sides[a.only]}

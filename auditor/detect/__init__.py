@@ -20,8 +20,8 @@ from auditor.track.names import Evictions
 
 
 def build_detectors(settings: Settings, evictions: Evictions | None = None) -> list[object]:
-    """The enabled detectors, sharing one evictions table (a fresh one if none is given;
-    it can be swapped later with `use_evictions`)."""
+    """The enabled detectors, sharing one evictions table (the pipeline's, so their state
+    evictions reach `table_evictions_total`; a fresh one if none is given)."""
     d = settings.detectors
     ev = evictions if evictions is not None else Evictions()
     window, cap = d.window_seconds, d.max_keys
@@ -35,16 +35,3 @@ def build_detectors(settings: Settings, evictions: Evictions | None = None) -> l
     ]
     return [x for x in detectors if x.name not in d.disabled]
 
-
-def use_evictions(detectors: list[object], evictions: Evictions) -> None:
-    """Point the detectors at another evictions table (e.g. `pipeline.tracker.evictions`,
-    which exists only once the pipeline is built), carrying over what was counted so far."""
-    for det in detectors:
-        old = getattr(det, "evictions", None)
-        if old is None or old is evictions:
-            continue
-        for table, n in old.items():
-            if n:
-                evictions.add(table, n)
-                old[table] = 0
-        det.evictions = evictions

@@ -22,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
-from auditor.detect.dnsnames import is_ip
+from auditor.detect.dnsnames import canonical_ip, is_ip
 from auditor.detect.window import Detector
 from auditor.events import DnsAnswered, FlowNamed
 from auditor.track.names import Evictions
@@ -90,7 +90,4 @@ class DirectIp(Detector):
 
 
 def _norm_ip(ip: str) -> str:
-    try:
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        return ip
+    return canonical_ip(ip) or ip

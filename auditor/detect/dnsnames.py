@@ -55,16 +55,28 @@ def entropy(data: bytes) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
 
 
-def is_ip(text: str | None) -> bool:
-    if not text:
-        return False
+@lru_cache(maxsize=65536)
+def canonical_ip(text: str) -> str | None:
+    """The address in Python's canonical text form, or None if `text` is not an address.
+    Cached: detectors ask about the same few thousand addresses for every flow."""
     try:
-        ipaddress.ip_address(text)
-        return True
+        return str(ipaddress.ip_address(text))
     except ValueError:
-        return False
+        return None
 
 
-def matches_any(name: str, names) -> bool:
-    """`name` equals one of `names` or is a subdomain of one (all in normal form)."""
-    return any(name == n or name.endswith("." + n) for n in names)
+def is_ip(text: str | None) -> bool:
+    return bool(text) and canonical_ip(text) is not None
+
+
+def matches_any(name: str, names: frozenset[str]) -> bool:
+    """`name` equals one of `names` or is a subdomain of one (all in normal form).
+    Walks the name's own suffixes, so the cost is its label count, not the list size."""
+    while name:
+        if name in names:
+            return True
+        dot = name.find(".")
+        if dot < 0:
+            return False
+        name = name[dot + 1:]
+    return False

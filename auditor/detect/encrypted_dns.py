@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from auditor.detect.dnsnames import matches_any, normal
+from auditor.detect.dnsnames import canonical_ip, matches_any, normal
 from auditor.detect.window import Detector
 from auditor.events import FlowNamed
 from auditor.track.names import Evictions
@@ -29,7 +29,7 @@ class EncryptedDns(Detector):
     def __init__(self, window_seconds: float, max_keys: int, resolvers=(), resolver_ips=(),
                  evictions: Evictions | None = None):
         super().__init__(window_seconds, max_keys, evictions)
-        self.resolvers = tuple(normal(r) for r in resolvers)
+        self.resolvers = frozenset(normal(r) for r in resolvers)
         self.resolver_ips = frozenset(str(ipaddress.ip_address(i)) for i in resolver_ips)
 
     def flow_named(self, ev: FlowNamed) -> None:
@@ -56,7 +56,4 @@ class EncryptedDns(Detector):
 
 
 def _norm(ip: str) -> str:
-    try:
-        return str(ipaddress.ip_address(ip))
-    except ValueError:
-        return ip
+    return canonical_ip(ip) or ip

@@ -11,7 +11,9 @@ bypass; what the stub forwards upstream is seen and judged on its own. Severity 
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
+from auditor.detect.dnsnames import canonical_ip
 from auditor.detect.window import Detector
 from auditor.events import DnsQuery, FlowNamed
 from auditor.track.flows import Flow
@@ -31,11 +33,8 @@ class DnsResolverBypass(Detector):
     def _bypass(self, flow: Flow) -> bool:
         if not flow.egress or flow.server_port != DNS_PORT or flow.transport not in ("tcp", "udp"):
             return False
-        try:
-            addr = ipaddress.ip_address(flow.server_ip)
-        except ValueError:
-            return False
-        return str(addr) not in self.allowed and not addr.is_loopback
+        addr = canonical_ip(flow.server_ip)
+        return addr is not None and addr not in self.allowed and not _is_loopback(addr)
 
     def dns_query(self, ev: DnsQuery) -> None:
         flow = ev.flow
@@ -52,3 +51,8 @@ class DnsResolverBypass(Detector):
         evidence.update({"client": flow.client_ip, "transport": flow.transport,
                          "configured_dns_servers": sorted(self.allowed)})
         self.fire(ts, "medium", flow.server_ip, evidence, flow, destination_domain=None)
+
+
+@lru_cache(maxsize=4096)
+def _is_loopback(addr: str) -> bool:
+    return ipaddress.ip_address(addr).is_loopback

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 P = "egress_auditor_"
 KNOWN_QTYPES = frozenset({"A", "AAAA", "CNAME", "MX", "TXT", "NS", "PTR", "SOA", "SRV", "HTTPS", "SVCB",
                           "NULL", "ANY", "CAA", "DS", "DNSKEY", "RRSIG", "NAPTR"})
+DETECTORS = ("dns_tunneling", "direct_ip", "dns_resolver_bypass", "encrypted_dns", "sni_mismatch",
+             "bulk_upload")
+SEVERITIES = ("low", "medium", "high", "critical")
+EVICTION_TABLES = ("flows", "dns_cache", "dns_pending", "fragments", "detector_state")
 KNOWN_RCODES = frozenset({"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"})
 
 
@@ -57,7 +61,9 @@ class Metrics:
         Info(P + "build", "egress-auditor build", registry=registry).info({"version": __version__})
         # Pre-create so dashboards see zeros rather than absent series.
         self.violations.labels("no_matching_rule")
-        self.findings.labels("dns_tunneling", "high")
+        for detector in DETECTORS:
+            for severity in SEVERITIES:
+                self.findings.labels(detector, severity)
 
     def set_policy(self, isolation_mode: str, sha256: str, rule_counts: dict[str, int]) -> None:
         self.policy_info.clear()
@@ -120,7 +126,7 @@ class PipelineCollector:
                                 value=len(p.tracker.names))
         e = CounterMetricFamily(P + "table_evictions", "Entries evicted from a capped table", labels=["table"])
         evictions = dict(p.tracker.evictions)
-        for table in ("flows", "dns_cache", "dns_pending", "detector_state"):
+        for table in sorted(set(EVICTION_TABLES) | set(evictions)):
             e.add_metric([table], evictions.get(table, 0))
         yield e
         yield GaugeMetricFamily(P + "last_packet_timestamp_seconds",

@@ -40,7 +40,8 @@ class Flow:
         "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
         "fin_c", "fin_s", "rst", "server_seen", "egress",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
-        "dns_chain", "verdict", "client_stream", "server_stream", "quic", "ech",
+        "dns_chain", "verdict", "client_stream", "server_stream", "quic", "ech", "midstream",
+        "tunnel_at",
     )
 
     def __init__(self, pkt: Packet, from_src: bool = True):
@@ -66,6 +67,10 @@ class Flow:
         self.client_stream = self.server_stream = None
         self.quic = None
         self.ech = False
+        # A TCP flow whose first packet is not a SYN or SYN-ACK began before the capture: its
+        # name may have been settled (SNI, DNS) before we could see it.
+        self.midstream = pkt.proto == TCP and not pkt.tcp_flags & SYN
+        self.tunnel_at = 0  # after an HTTP CONNECT: where the tunnelled bytes start
 
     @property
     def closed(self) -> bool:
@@ -90,7 +95,8 @@ class FlowTable:
         self._started = started
         self._ended = ended
         self._on_evict = on_evict
-        self._table: OrderedDict[tuple, Flow] = OrderedDict()
+        self._table: OrderedDict[tuple, Flow] = OrderedDict()  # client->server key -> flow
+        self._rev: dict[tuple, Flow] = {}  # server->client key -> flow: one lookup per packet
         self._min_timeout = min(timeouts.tcp_closed, timeouts.udp_idle, timeouts.other_idle,
                                 timeouts.tcp_attempt, timeouts.tcp_idle)
         self.flows_created = 0
@@ -103,35 +109,39 @@ class FlowTable:
 
     def lookup(self, pkt: Packet) -> tuple[Flow, bool]:
         """The packet's flow and whether the packet travels client -> server."""
-        table = self._table
         key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-        flow = table.get(key)
+        flow = self._table.get(key)
         if flow is not None:
             from_client = True
         else:
-            rkey = (pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport)
-            flow = table.get(rkey)
+            flow = self._rev.get(key)
             if flow is None:
                 return self._create(pkt), not _is_synack(pkt)
-            key, from_client = rkey, False
-        if pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN and flow.closed:
+            from_client = False
+        if pkt.tcp_flags & (SYN | ACK) == SYN and flow.closed:
             # A fresh SYN on a finished 5-tuple is a new connection (port reuse).
-            del table[key]
+            self._remove(flow)
             self._ended(flow, "close")
             return self._create(pkt), True
-        table.move_to_end(key)
+        self._table.move_to_end(flow.key)
         return flow, from_client
 
     def _create(self, pkt: Packet) -> Flow:
         if len(self._table) >= self.max_flows:
             _, victim = self._table.popitem(last=False)
+            del self._rev[_reverse(victim.key)]
             self._on_evict(1)
             self._ended(victim, "evicted")
         flow = Flow(pkt, from_src=not _is_synack(pkt))
         self._table[flow.key] = flow
+        self._rev[_reverse(flow.key)] = flow
         self.flows_created += 1
         self._started(flow)
         return flow
+
+    def _remove(self, flow: Flow) -> None:
+        del self._table[flow.key]
+        del self._rev[_reverse(flow.key)]
 
     def expire(self, now: float) -> None:
         """End flows idle past their timeout. Walks from the least recently active flow and
@@ -153,13 +163,21 @@ class FlowTable:
             if idle > limit:
                 dead.append(key)
         for key in dead:
-            self._ended(table.pop(key), "idle")
+            flow = table[key]
+            self._remove(flow)
+            self._ended(flow, "idle")
 
     def flush(self, reason: str) -> None:
         """End every flow still in the table (end of capture, shutdown)."""
         while self._table:
             _, flow = self._table.popitem(last=False)
+            del self._rev[_reverse(flow.key)]
             self._ended(flow, reason)
+
+
+def _reverse(key: tuple) -> tuple:
+    proto, c, cp, s, sp = key
+    return proto, s, sp, c, cp
 
 
 def _is_synack(pkt: Packet) -> bool:

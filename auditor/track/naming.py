@@ -64,6 +64,8 @@ def _tcp(flow: Flow, seq: int, payload: bytes, malformed: dict[str, int]) -> boo
     if not stream.add(seq, payload):
         return False
     buf = bytes(stream.data)
+    if flow.tunnel_at:
+        return _tunnel(flow, buf[flow.tunnel_at:], stream.overflowed, malformed)
     if buf[0] == 0x16:
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
@@ -77,11 +79,31 @@ def _tcp(flow: Flow, seq: int, payload: bytes, malformed: dict[str, int]) -> boo
     request = http.parse_request(buf)
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
+        if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
+            flow.tunnel_at = buf.find(b"\r\n\r\n") + 4
+            return _tunnel(flow, buf[flow.tunnel_at:], stream.overflowed, malformed)
         return True
     if request == http.NEED_MORE and not stream.overflowed:
         return False
     if request == http.MALFORMED:
         malformed["http"] = malformed.get("http", 0) + 1
+    return True
+
+
+def _tunnel(flow: Flow, data: bytes, overflowed: bool, malformed: dict[str, int]) -> bool:
+    """Bytes the client sent through an HTTP CONNECT tunnel: look for a ClientHello."""
+    if not data:
+        return overflowed
+    if data[0] != 0x16:
+        return True
+    hello = tls.parse_records(data)
+    if isinstance(hello, tls.ClientHello):
+        flow.sni, flow.ech = hello.sni, hello.ech
+        return True
+    if hello == tls.NEED_MORE and not overflowed:
+        return False
+    if hello == tls.MALFORMED:
+        malformed["tls"] = malformed.get("tls", 0) + 1
     return True
 
 

@@ -49,10 +49,11 @@ class NodeNetworks:
 
 class Tracker:
     def __init__(self, node_networks: NodeNetworks, emit: Dispatcher,
-                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts()):
+                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts(),
+                 evictions: Evictions | None = None):
         self.node_networks = node_networks
         self.emit = emit
-        self.evictions = Evictions()
+        self.evictions = evictions if evictions is not None else Evictions()
         self.malformed: dict[str, int] = {}
         self.names = NameCache(limits.max_dns_cache, self.evictions, limits.dns_min_ttl)
         self.pending = PendingQueries(limits.max_pending_queries, self.evictions,
@@ -82,10 +83,9 @@ class Tracker:
             flow.s_packets += 1
             flow.s_bytes += pkt.ip_len
             flow.server_seen = True
-        if pkt.proto == TCP:
-            flags = pkt.tcp_flags
-            if flags & (FIN | RST | SYN):
-                self._tcp_flags(flow, flags, from_client, pkt.seq)
+        flags = pkt.tcp_flags  # 0 unless TCP
+        if flags & (FIN | RST | SYN):
+            self._tcp_flags(flow, flags, from_client, pkt.seq)
         payload = pkt.payload
         if payload:
             if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:

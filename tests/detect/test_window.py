@@ -1,7 +1,7 @@
 """The shared detector plumbing: capped LRU tables, the once-per-window gate, the builder."""
 import pytest
 
-from auditor.detect import build_detectors, use_evictions
+from auditor.detect import build_detectors
 from auditor.detect.window import Capped, Detector
 from auditor.events import Finding
 from auditor.settings import ConfigError, Settings, load
@@ -37,14 +37,15 @@ def test_build_detectors_default_call_and_shared_evictions():
     assert "sni_mismatch" not in [d.name for d in dets] and all(d.evictions is ev for d in dets)
 
 
-def test_use_evictions_carries_counts_over():
-    dets = build_detectors(Settings(detectors={"max_keys": 1}))
+def test_detector_evictions_reach_the_pipeline_metric():
+    from prometheus_client import CollectorRegistry
+    from auditor.app import build
+    audit = build(Settings(detectors={"max_keys": 1}), CollectorRegistry())
+    dets = [c for c in audit.pipeline.components if hasattr(c, "keys")]
     dets[0].keys.touch("a", dict)
     dets[0].keys.touch("b", dict)
-    tracker_table = Evictions({"flows": 3})
-    use_evictions(dets, tracker_table)
-    assert tracker_table == {"flows": 3, "detector_state": 1}
-    assert all(d.evictions is tracker_table for d in dets)
+    assert audit.registry.get_sample_value(
+        "egress_auditor_table_evictions_total", {"table": "detector_state"}) == 1
 
 
 def test_unknown_detector_name_is_a_config_error():
