@@ -73,6 +73,10 @@ def build(settings: Settings, registry: CollectorRegistry | None = None) -> Audi
     if judge is not None:
         _publish_policy(metrics, judge)
     summary = Summary()
+    if judge is not None:
+        shadow = " (shadow audit)" if settings.as_mode else ""
+        summary.policy = (f"{settings.policy} ({verdicts.ruleset}{shadow}, "
+                          f"{len(judge.rules)} effective rules)")
     events = None
     if settings.events:
         try:

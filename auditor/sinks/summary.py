@@ -30,6 +30,7 @@ class Summary:
         self.dns_responses = 0
         self.unsolicited_dns = 0
         self.violations = 0
+        self.policy: str | None = None  # one line describing the policy judged against
 
     def flow_ended(self, ev: FlowEnded) -> None:
         f = ev.flow
@@ -68,6 +69,8 @@ class Summary:
         rate = f" in {elapsed:.2f} s ({pipeline.packets / elapsed:,.0f} packets/s)" if elapsed else ""
         w(f"\negress-auditor summary\n")
         w(f"  packets        {pipeline.packets:,}{span}{rate}\n")
+        if self.policy:
+            w(f"  policy         {self.policy}\n")
         malformed = pipeline.malformed_by_layer()
         if malformed:
             w("  malformed      " + ", ".join(f"{k}={v:,}" for k, v in sorted(malformed.items())) + "\n")
@@ -87,7 +90,7 @@ class Summary:
         elif self.flows:
             w("  verdicts       none (no --policy given: flows are named, not judged)\n")
         if self.denied:
-            w(f"\n  top denied destinations ({self.violations:,} violations)\n")
+            w(f"\n  top denied destinations ({self.violations:,} violation{'s' if self.violations != 1 else ''})\n")
             for dest, n in self.denied.most_common(top):
                 w(f"  {dest[:60]:<60} {n:>6,}\n")
             if self.denied_folded:
