@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     from auditor.policy import commands as policy_commands
     policy_commands.add_arguments(policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION"))
 
+    suggest = sub.add_parser("suggest", help="the outbound rules observed egress needs before switching "
+                             "to allow_only_approved_outbound (CLI v2 workspace YAML)")
+    suggest.add_argument("pcaps", nargs="+", type=Path, metavar="PCAP")
+    suggest.add_argument("--policy", type=Path, help="the workspace's current managed-network policy (required)")
+    suggest.add_argument("--service-tags", type=Path, help="ServiceTags_Public_*.json (default: the bundled file)")
+    suggest.add_argument("--config", type=Path, help="auditor settings YAML (node_networks, dns_servers, ...)")
+    suggest.add_argument("--region", help="Azure region for regional service tags (default: the policy's location)")
+    suggest.add_argument("--node-network", action="append", metavar="CIDR",
+                         help="address range of this node/VNet side; repeatable (default: RFC 1918 + ULA)")
+    suggest.add_argument("--output", "-o", type=Path, help="write the YAML here (default: stdout)")
+    suggest.set_defaults(func=_suggest)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the audit events")
     schema.set_defaults(func=_schema)
     return parser
@@ -86,6 +98,11 @@ def _replay(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from auditor import app
     return app.run(args)
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from auditor import suggest
+    return suggest.main(args)
 
 
 def _schema(args: argparse.Namespace) -> int:
