@@ -159,45 +159,84 @@ class _StopOnSignal:
 
 def replay(args) -> int:
     settings = settings_from_args(args)
-    files = []
-    for path in args.pcaps:
-        try:
-            files.append(CaptureFile(path))
-        except CaptureError as exc:
-            raise BadInput(str(exc)) from None
+    loop = getattr(args, "loop", None)                # seconds between passes, or None
+    serve_after = getattr(args, "serve_after", False) or loop is not None
+    if serve_after and args.metrics_port is None:
+        raise BadInput("--serve-after and --loop need --metrics-port")
+    files = _open_captures(args.pcaps)
     audit = build(settings)
     pipeline = audit.pipeline
     server = _serve(audit, args.metrics_port)
-    progress = _Progress(files, enabled=sys.stderr.isatty() and not args.quiet)
     stop = _StopOnSignal(pipeline)
     started = time.monotonic()
+    offset, first_ts, lingered = 0.0, None, loop is not None
     try:
-        for i, capture in enumerate(files):
-            progress.next_file(i)
-            pipeline.feed(capture, on_check=progress)
-            for warning in capture.warnings:
-                progress.clear()
-                print(f"egress-auditor: warning: {warning}", file=sys.stderr)
-            if pipeline.stopping:
-                break
+        try:
+            while True:
+                progress = _Progress(files, enabled=sys.stderr.isatty() and not args.quiet)
+                try:
+                    for i, capture in enumerate(files):
+                        progress.next_file(i)
+                        pipeline.feed(_shifted(capture, offset) if offset else capture, on_check=progress)
+                        for warning in capture.warnings:
+                            progress.clear()
+                            print(f"egress-auditor: warning: {warning}", file=sys.stderr)
+                        if pipeline.stopping:
+                            break
+                finally:
+                    progress.clear()
+                if loop is None or not _sleep_unless_stopped(pipeline, loop):
+                    break
+                # --loop: the next pass continues the capture 1 s after this one's last packet,
+                # so flow timeouts and detector windows see one long capture, never time going back.
+                first_ts = pipeline.first_packet_ts if first_ts is None else first_ts
+                if first_ts is not None:
+                    offset = pipeline.last_packet_ts + 1.0 - first_ts
+                files = _open_captures(args.pcaps)
+        finally:
+            pipeline.close("shutdown" if pipeline.stopping else "end_of_capture")
+        elapsed = time.monotonic() - started
+        if settings.metrics_file:
+            try:
+                write_to_textfile(str(settings.metrics_file), audit.registry)
+            except OSError as exc:
+                raise BadInput(f"{settings.metrics_file}: cannot write metrics: {exc.strerror or exc}") from None
+        if not args.quiet:
+            out = sys.stderr if settings.events == "-" else sys.stdout
+            audit.summary.render(pipeline, out, elapsed=elapsed)
+        if serve_after and not pipeline.stopping:   # --serve-after: keep /metrics up until SIGTERM
+            lingered = True
+            if not args.quiet:
+                print(f"egress-auditor: replay done; serving metrics on :{args.metrics_port}/metrics "
+                      "until SIGTERM", file=sys.stderr)
+            _sleep_unless_stopped(pipeline, None)
     finally:
-        progress.clear()
-        pipeline.close("shutdown" if pipeline.stopping else "end_of_capture")
         stop.restore()
         if server:
             server.shutdown()
-    elapsed = time.monotonic() - started
-    if settings.metrics_file:
-        try:
-            write_to_textfile(str(settings.metrics_file), audit.registry)
-        except OSError as exc:
-            raise BadInput(f"{settings.metrics_file}: cannot write metrics: {exc.strerror or exc}") from None
-    if not args.quiet:
-        out = sys.stderr if settings.events == "-" else sys.stdout
-        audit.summary.render(pipeline, out, elapsed=elapsed)
-    if stop.signal is not None:
+    if stop.signal is not None and not (lingered and stop.signal == signal.SIGTERM):
         return EXIT_INTERRUPTED
     return _fail_on(args.fail_on, audit.summary)
+
+
+def _open_captures(paths) -> list[CaptureFile]:
+    try:
+        return [CaptureFile(path) for path in paths]
+    except CaptureError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _shifted(frames, offset: float):
+    for ts, linktype, data, wire_len in frames:
+        yield ts + offset, linktype, data, wire_len
+
+
+def _sleep_unless_stopped(pipeline: Pipeline, seconds: float | None) -> bool:
+    """Sleep `seconds` (None: until a signal); False if a signal asked us to stop."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    while not pipeline.stopping and (deadline is None or time.monotonic() < deadline):
+        time.sleep(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+    return not pipeline.stopping
 
 
 def _fail_on(condition: str, summary: Summary) -> int:

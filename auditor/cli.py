@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fail-on", choices=["denied", "finding", "none"], default="none",
                         help="exit 3 if any flow was denied / any finding fired")
     replay.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    replay.add_argument("--serve-after", action="store_true",
+                        help="with --metrics-port: keep serving the final metrics until SIGTERM")
+    replay.add_argument("--loop", type=float, metavar="SECONDS",
+                        help="with --metrics-port: replay again every SECONDS until SIGTERM, each pass "
+                        "continuing the capture's clock (demo dashboards)")
     replay.set_defaults(func=_replay)
 
     run = sub.add_parser("run", help="live sidecar: capture on an interface and serve metrics")

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine (run as root):
 # tshark (the reference decoder for differential tests), prometheus/promtool (integration
-# tests and alert-rule tests), libpcap (scapy compiles live-capture BPF filters with it), and
-# the package itself with its test extras.
+# tests and alert-rule tests), amtool (prometheus-alertmanager) and docker-compose (the deploy
+# tests validate the compose stack's configs; no Docker engine needed), libpcap (scapy compiles
+# live-capture BPF filters with it), and the package itself with its test extras.
 set -euo pipefail
 need=()
 command -v tshark >/dev/null || need+=(tshark)
 command -v prometheus >/dev/null || need+=(prometheus)
+command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 dpkg -s libpcap0.8 >/dev/null 2>&1 || need+=(libpcap0.8)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
