@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 DEFAULT_NODE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
 AZURE_DNS = "168.63.129.16"
 MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 32
 
 
 class ConfigError(Exception):
@@ -162,6 +163,21 @@ def load(config: Path | None = None, **flags: Any) -> Settings:
         _file_values.reset(token)
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader with bounded nesting: PyYAML composes recursively, so a hostile file of
+    thousands of `[` would otherwise end in a RecursionError traceback."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_CONFIG_DEPTH:
+                raise yaml.MarkedYAMLError(None, None, f"nested deeper than {MAX_CONFIG_DEPTH} levels",
+                                           self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
@@ -170,7 +186,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a settings file")
     try:
-        data = yaml.safe_load(raw) or {}
+        data = yaml.load(raw, Loader=_Loader) or {}  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

@@ -15,8 +15,6 @@ flows there are, and many small flows cannot dodge the sum. Severity high.
 """
 from __future__ import annotations
 
-from collections import deque
-
 from auditor.detect.window import Detector
 from auditor.events import FlowEnded
 from auditor.settings import BulkUploadSettings
@@ -32,7 +30,7 @@ class BulkUpload(Detector):
     def __init__(self, settings: BulkUploadSettings, max_keys: int, evictions: Evictions | None = None):
         super().__init__(settings.window_seconds, max_keys, evictions)
         self.s = settings
-        self.dest = self.table()   # key -> deque of [bucket start, up, down, flows]
+        self.dest = self.table()   # key -> list of [bucket start, up, down, flows]
 
     def flow_ended(self, ev: FlowEnded) -> None:
         flow = ev.flow
@@ -43,7 +41,9 @@ class BulkUpload(Detector):
             return
         key = flow.domain or flow.server_ip
         ts = flow.last
-        hist = self.dest.touch(key, deque)   # of [bucket start, up, down, flows]
+        # A list, not a deque: at most BUCKETS + 1 items, and an empty deque costs 600 bytes,
+        # which times `max_keys` destinations is most of a scan's detector state.
+        hist = self.dest.touch(key, list)   # of [bucket start, up, down, flows]
         step = self.window / BUCKETS
         if hist and ts < hist[-1][0] + step:
             last = hist[-1]
@@ -53,7 +53,7 @@ class BulkUpload(Detector):
         else:
             hist.append([ts, flow.c_bytes, flow.s_bytes, 1])
         while hist[0][0] + step <= ts - self.window:  # bucket wholly older than the window
-            hist.popleft()
+            del hist[0]
         up = sum(h[1] for h in hist)
         down = sum(h[2] for h in hist)
         pcr = (up - down) / (up + down) if up + down else 0.0

@@ -162,9 +162,15 @@ class ServiceTags:
             try:
                 name = tag["name"]
                 props = tag["properties"]
-                prefixes[name] = list(props.get("addressPrefixes") or ())
-            except (KeyError, TypeError):
-                raise PolicyError(path, f"values[{i}]: not a service tag entry") from None
+                plist = props.get("addressPrefixes") or []
+                # A hostile or corrupt file: wrong types must be a one-line error, not a crash.
+                if not (isinstance(name, str) and isinstance(plist, list)
+                        and all(isinstance(x, str) for x in plist)):
+                    raise TypeError
+                prefixes[name] = list(plist)
+            except (KeyError, TypeError, AttributeError):
+                raise PolicyError(path, f"values[{i}]: not a service tag entry (needs a string "
+                                        "'name' and 'properties.addressPrefixes', a list of strings)") from None
             names[name.lower()] = name
             base, dot, _ = name.partition(".")
             if dot and props.get("region"):

@@ -37,7 +37,8 @@ class DnsWatch:
         attr = "client_stream" if from_client else "server_stream"
         stream = getattr(flow, attr)
         if stream is None:
-            stream = StreamPrefix(MAX_TCP_DNS_BUFFER)
+            stream = StreamPrefix(MAX_TCP_DNS_BUFFER,
+                                  isn=flow.client_isn if from_client else flow.server_isn)
             setattr(flow, attr, stream)
         if not stream.add(seq, payload):
             return

@@ -40,8 +40,8 @@ class Flow:
         "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
         "fin_c", "fin_s", "rst", "server_seen", "egress",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
-        "dns_chain", "verdict", "client_stream", "server_stream", "quic", "ech", "midstream",
-        "tunnel_at",
+        "dns_chain", "verdict", "client_stream", "server_stream", "client_isn", "server_isn",
+        "quic", "ech", "midstream", "tunnel_at",
     )
 
     def __init__(self, pkt: Packet, from_src: bool = True):
@@ -65,6 +65,9 @@ class Flow:
         self.dns_chain: tuple[str, ...] = ()
         self.verdict = None
         self.client_stream = self.server_stream = None
+        # The SYN's sequence numbers: a stream buffer starts at ISN + 1 once payload arrives
+        # (a SYN flood must not cost a reassembly buffer per flow).
+        self.client_isn = self.server_isn = None
         self.quic = None
         self.ech = False
         # A TCP flow whose first packet is not a SYN or SYN-ACK began before the capture: its

@@ -60,7 +60,7 @@ def client_payload(flow: Flow, seq: int, payload: bytes, malformed: dict[str, in
 def _tcp(flow: Flow, seq: int, payload: bytes, malformed: dict[str, int]) -> bool:
     stream = flow.client_stream
     if stream is None:
-        stream = flow.client_stream = StreamPrefix(MAX_CLIENT_PREFIX)
+        stream = flow.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=flow.client_isn)
     if not stream.add(seq, payload):
         return False
     buf = bytes(stream.data)

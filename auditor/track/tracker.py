@@ -16,7 +16,6 @@ from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
 from auditor.track.flows import FIN, RST, SYN, TCP, Flow, FlowTable, Timeouts
 from auditor.track.names import Evictions, NameCache, PendingQueries
-from auditor.track.streams import StreamPrefix
 
 DNS_PORT = 53
 SWEEP_EVERY = 1.0  # seconds of capture time between idle sweeps
@@ -120,11 +119,12 @@ class Tracker:
                 flow.fin_c = True
             else:
                 flow.fin_s = True
-        if flags & SYN and not flow.named:
-            # Start the byte streams at SYN + 1 so a reordered first segment still lines up.
-            attr = "client_stream" if from_client else "server_stream"
-            if getattr(flow, attr) is None:
-                setattr(flow, attr, StreamPrefix(naming.MAX_CLIENT_PREFIX, isn=seq))
+        if flags & SYN:
+            # Streams start at SYN + 1, so a reordered first segment still lines up.
+            if from_client:
+                flow.client_isn = seq
+            else:
+                flow.server_isn = seq
 
     def _dns(self, flow: Flow, pkt: Packet, from_client: bool) -> None:
         if flow.proto == TCP:

@@ -1,0 +1,204 @@
+"""Deterministic hostile captures written with `struct` (a scapy packet per frame would take
+minutes at these sizes), and a runner for the real CLI that measures the child's peak RSS.
+
+Every capture is a classic pcap, Ethernet, with the node at 10.0.0.5 (inside the
+`--node-network 10.0.0.0/8` the tests pass) and correct IPv4 header lengths. Checksums are
+left zero: the decoder does not validate them (a capture taken with offload has them wrong).
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = ROOT / "examples" / "policies" / "workspace-approved.yaml"
+NODE = bytes([10, 0, 0, 5])
+RESOLVER = bytes([168, 63, 129, 16])
+ETH_OUT = bytes.fromhex("00155d000001" "123456789abc" "0800")
+ETH_IN = bytes.fromhex("123456789abc" "00155d000001" "0800")
+PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+_REC = struct.Struct("<IIII")
+_IP = struct.Struct("!BBHHHBBH4s4s")
+_TCP = struct.Struct("!HHIIBBHHH")
+_UDP = struct.Struct("!HHHH")
+
+
+class PcapWriter:
+    def __init__(self, path: Path):
+        self.fh = open(path, "wb", buffering=1 << 20)
+        self.fh.write(PCAP_HEADER)
+        self.count = 0
+
+    def frame(self, ts: float, data: bytes) -> None:
+        sec = int(ts)
+        self.fh.write(_REC.pack(sec, int((ts - sec) * 1e6), len(data), len(data)))
+        self.fh.write(data)
+        self.count += 1
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def ipv4(src: bytes, dst: bytes, proto: int, l4: bytes) -> bytes:
+    return _IP.pack(0x45, 0, 20 + len(l4), 0, 0, 64, proto, 0, src, dst) + l4
+
+
+def tcp(sport: int, dport: int, flags: int, seq: int = 0, payload: bytes = b"") -> bytes:
+    return _TCP.pack(sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0) + payload
+
+
+def udp(sport: int, dport: int, payload: bytes) -> bytes:
+    return _UDP.pack(sport, dport, 8 + len(payload), 0) + payload
+
+
+def public_ip(rng: random.Random) -> bytes:
+    """A random unicast address outside 10/8, 127/8, 168.63/16 and 169.254/16."""
+    while True:
+        first = rng.randrange(1, 224)
+        if first not in (10, 127, 168, 169, 172, 192):
+            return bytes([first, rng.randrange(256), rng.randrange(256), rng.randrange(1, 255)])
+
+
+def dns_name(labels: list[str]) -> bytes:
+    return b"".join(bytes([len(x)]) + x.encode() for x in labels) + b"\0"
+
+
+def dns_query(qid: int, qname: bytes, qtype: int = 1) -> bytes:
+    return struct.pack("!HHHHHH", qid, 0x0100, 1, 0, 0, 0) + qname + struct.pack("!HH", qtype, 1)
+
+
+def dns_answer(qid: int, qname: bytes, ip: bytes, ttl: int = 300) -> bytes:
+    return (struct.pack("!HHHHHH", qid, 0x8180, 1, 1, 0, 0) + qname + struct.pack("!HH", 1, 1)
+            + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, ttl, 4) + ip)
+
+
+# -- the floods ----------------------------------------------------------------------------
+def syn_scan(path: Path, flows: int, rate: float = 10_000.0, seed: int = 1) -> int:
+    """`flows` SYNs from the node to distinct random public destinations (port 443), `rate`
+    per second of capture time: every one a new, never-answered flow."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    step = 1.0 / rate
+    for i in range(flows):
+        l4 = tcp(1024 + i % 64000, 443, 0x02, seq=i)
+        w.frame(1_700_000_000 + i * step, ETH_OUT + ipv4(NODE, public_ip(rng), 6, l4))
+    w.close()
+    return w.count
+
+
+def udp_flood(path: Path, flows: int, rate: float = 10_000.0, seed: int = 2) -> int:
+    """One 1-byte UDP datagram per flow to a random public destination and port."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    step = 1.0 / rate
+    for i in range(flows):
+        l4 = udp(1024 + i % 64000, rng.randrange(1, 65536) or 9, b"x")
+        if (l4[2] << 8 | l4[3]) in (53, 443, 853):   # keep it a flood of plain UDP flows
+            l4 = udp(1024 + i % 64000, 9, b"x")
+        w.frame(1_700_000_000 + i * step, ETH_OUT + ipv4(NODE, public_ip(rng), 17, l4))
+    w.close()
+    return w.count
+
+
+def dns_flood(path: Path, names: int, rate: float = 5_000.0, seed: int = 3,
+              answered_every: int = 2) -> int:
+    """`names` queries for unique long random names under unique registered domains, from
+    random source ports to the Azure resolver; every `answered_every`-th is answered with a
+    unique public IP (so the name cache fills), the rest stay pending."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    step = 1.0 / rate
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for i in range(names):
+        ts = 1_700_000_000 + i * step
+        sub = "".join(rng.choice(alphabet) for _ in range(40))
+        qname = dns_name([sub, f"d{i}x{rng.randrange(1 << 30):x}", "com"])
+        sport, qid = 1024 + i % 64000, i & 0xFFFF
+        w.frame(ts, ETH_OUT + ipv4(NODE, RESOLVER, 17, udp(sport, 53, dns_query(qid, qname))))
+        if i % answered_every == 0:
+            w.frame(ts + step / 2, ETH_IN + ipv4(RESOLVER, NODE, 17,
+                                                 udp(53, sport, dns_answer(qid, qname, public_ip(rng)))))
+    w.close()
+    return w.count
+
+
+def normal_mix(path: Path, packets: int, seed: int = 1) -> int:
+    """The benchmark's realistic egress mix (bench/gen_mix.py), same size as a flood."""
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gen_mix.py"), "--packets", str(packets),
+                    "--out", str(path), "--seed", str(seed)], check=True, capture_output=True,
+                   timeout=300)
+    return packets
+
+
+# -- running the CLI -----------------------------------------------------------------------
+@dataclass
+class Run:
+    returncode: int
+    peak_rss_mib: float
+    wall: float
+    stdout: str
+    stderr: str
+    metrics: str
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 if none)."""
+        from prometheus_client.parser import text_string_to_metric_families
+        total = 0.0
+        for family in text_string_to_metric_families(self.metrics):
+            for s in family.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    total += s.value
+        return total
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        from prometheus_client.parser import text_string_to_metric_families
+        return {s.labels[label] for f in text_string_to_metric_families(self.metrics)
+                for s in f.samples if s.name == name and label in s.labels}
+
+
+def replay(tmp: Path, pcap: Path, *extra: str, policy: Path | None = POLICY,
+           timeout: float = 600) -> Run:
+    """`python -m auditor replay PCAP` in a child; its own peak RSS from `os.wait4`."""
+    events, metrics = tmp / "events.jsonl", tmp / "metrics.prom"
+    for p in (events, metrics):
+        p.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "auditor", "replay", str(pcap), "--events", str(events),
+           "--metrics-file", str(metrics), "--node-network", "10.0.0.0/8", "--no-dns-events",
+           *(["--policy", str(policy)] if policy else []), *extra]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_AUDITOR_")}
+    out, err = tmp / "stdout.txt", tmp / "stderr.txt"
+    started = time.monotonic()
+    with open(out, "w") as fo, open(err, "w") as fe:
+        proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=env, cwd=ROOT)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(proc.returncode, usage.ru_maxrss / 1024, wall, out.read_text(), err.read_text(),
+               metrics.read_text() if metrics.exists() else "")
+
+
+def flow_events(events: Path) -> int:
+    """Flow events in a JSONL file (counted without parsing every line)."""
+    pattern = re.compile(rb'"action":"flow"')
+    n = 0
+    with open(events, "rb") as fh:
+        for line in fh:
+            if pattern.search(line):
+                n += 1
+    return n
