@@ -81,10 +81,10 @@ class Pipeline:
                     if self.stopping:
                         break
                     continue
-                ts = frame[0]
+                ts, linktype, data, wire_len = frame
                 n += 1
                 try:
-                    pkt = decode(frame[1], frame[2], ts, frame[3])
+                    pkt = decode(linktype, data, ts, wire_len)
                     if pkt.__class__ is Packet:
                         track(pkt)
                     elif pkt.__class__ is str:

@@ -104,13 +104,18 @@ def step(rate: int, seconds: float, flows: int) -> dict:
     try:
         before = scrape(mport)
         sent = send(rate, seconds, dport, flows)
-        deadline, last = time.monotonic() + 60, -1.0
+        base = before.get("egress_auditor_packets_total", 0)
+        deadline, last, still = time.monotonic() + 60, -1.0, 0
         while time.monotonic() < deadline:        # let it drain its socket buffer
             m = scrape(mport)
-            if m.get("egress_auditor_packets_total", 0) == last:
+            got = m.get("egress_auditor_packets_total", 0)
+            if got - base >= sent:
                 break
-            last = m.get("egress_auditor_packets_total", 0)
-            time.sleep(1.2)
+            still = still + 1 if got == last else 0   # no progress for ~3 s: it has drained
+            if still >= 10:
+                break
+            last = got
+            time.sleep(0.3)
         m = scrape(mport)
     finally:
         car.stop()

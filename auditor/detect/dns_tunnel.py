@@ -19,6 +19,7 @@ critical when two of the three conditions hold at the moment it fires.
 from __future__ import annotations
 
 from collections import deque
+from functools import lru_cache
 
 from auditor.detect.dnsnames import entropy, normal, registered_domain, wire
 from auditor.detect.window import Detector
@@ -69,12 +70,9 @@ class DnsTunneling(Detector):
 
     def _count(self, ts: float, querier: str, name: str, qtype: int, ev, seen_only=False) -> None:
         s = self.s
-        domain = registered_domain(name)
+        domain, sub, ent = _shape(name, s.entropy_min_length)
         if not domain or domain in self.ignore:
             return
-        sub = wire(name[:-len(domain)].rstrip(".")) if name != domain else b""
-        flat = sub.replace(b".", b"")
-        ent = entropy(flat) if len(flat) >= s.entropy_min_length else 0.0
         reverse = name.endswith(REVERSE)
         suspicious = not reverse and (len(sub) >= s.long_subdomain or ent >= s.entropy_bits)
         long_txt = qtype in self.txt_qtypes and len(sub) >= s.txt_long_name
@@ -141,3 +139,14 @@ class DnsTunneling(Detector):
         self.fire(ts, severity, domain, evidence, flow, source_ip=querier,
                   destination_ip=flow.server_ip if flow.client_ip == querier else flow.client_ip,
                   destination_port=DNS_PORT, destination_domain=domain)
+
+
+@lru_cache(maxsize=16384)
+def _shape(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:
+    """(registered domain, subdomain wire bytes, entropy of the subdomain without dots).
+    Cached: ordinary traffic asks for the same names over and over; a tunnel's unique names
+    only cycle through the cache."""
+    domain = registered_domain(name)
+    sub = wire(name[:-len(domain)].rstrip(".")) if domain and name != domain else b""
+    flat = sub.replace(b".", b"")
+    return domain, sub, entropy(flat) if len(flat) >= entropy_min_length else 0.0

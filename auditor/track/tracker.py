@@ -62,6 +62,10 @@ class Tracker:
         self.dns = DnsWatch(self.names, self.pending, emit, self.malformed)
         self.defrag = Defragmenter(self.evictions)
         self._announce_start = emit.wants(FlowStarted)
+        # Bound once: the fast path below is most of the per-packet cost.
+        self._by_client_key = self.flows._table.get
+        self._by_server_key = self.flows._rev.get
+        self._touch = self.flows._table.move_to_end
         self._next_sweep = float("-inf")
         self._next_name_sweep = float("-inf")
         self.now = 0.0
@@ -72,7 +76,20 @@ class Tracker:
         ts = pkt.ts
         if ts >= self._next_sweep:  # expire first, so idle flows leave before any eviction
             self.tick(ts)
-        flow, from_client = self.flows.lookup(pkt)
+        flags = pkt.tcp_flags  # 0 unless TCP
+        # Fast path: a known flow and no SYN (a SYN may start a new flow on a closed 5-tuple).
+        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        flow = self._by_client_key(key)
+        if flow is not None and not flags & SYN:
+            from_client = True
+            self._touch(key)
+        else:
+            flow = self._by_server_key(key)
+            if flow is not None and not flags & SYN:
+                from_client = False
+                self._touch(flow.key)
+            else:
+                flow, from_client = self.flows.lookup(pkt)
         if ts > flow.last:
             flow.last = ts
         if from_client:
@@ -82,7 +99,6 @@ class Tracker:
             flow.s_packets += 1
             flow.s_bytes += pkt.ip_len
             flow.server_seen = True
-        flags = pkt.tcp_flags  # 0 unless TCP
         if flags & (FIN | RST | SYN):
             self._tcp_flags(flow, flags, from_client, pkt.seq)
         payload = pkt.payload

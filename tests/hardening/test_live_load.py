@@ -13,12 +13,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import bench_live  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="live capture needs root / CAP_NET_RAW")
+# Live capture needs root (or CAP_NET_RAW): without it these tests fail, never skip.
+assert os.geteuid() == 0, "the live load tests capture on lo: run them as root"
 
 
-def test_five_seconds_at_5000_packets_per_second_without_a_drop():
-    r = bench_live.step(5_000, 5.0, flows=32)
-    assert r["sent"] >= 24_000
+def test_five_seconds_at_2000_packets_per_second_without_a_drop():
+    # 2,000/s is a twentieth of the drop-free rate measured on this machine (40,000/s), so a
+    # busy CI neighbour cannot make it flaky; the search for the ceiling is bench_live.py.
+    r = bench_live.step(2_000, 5.0, flows=32)
+    assert r["sent"] >= 9_500
     assert r["dropped"] == 0 and r["read"] == r["sent"], r
 
 
