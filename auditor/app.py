@@ -128,7 +128,7 @@ class _Progress:
         cur = self.files[self.index]
         pct = 100 * (self._done + cur.bytes_read) / self._total
         rate = pipeline.packets / max(now - self.started, 1e-9)
-        sys.stderr.write(f"\r  {cur.path.name[:40]} ({self.index + 1}/{len(self.files)})  {pct:5.1f}%  "
+        sys.stderr.write(f"\r  {cur.name[:40]} ({self.index + 1}/{len(self.files)})  {pct:5.1f}%  "
                          f"{pipeline.packets:,} packets  {rate:,.0f}/s  {len(pipeline.tracker.flows):,} flows ")
         sys.stderr.flush()
 

@@ -19,6 +19,17 @@ class BadInput(Exception):
     """Anything the user can fix: the message is printed as one line."""
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port number (a bad one is a usage error, never a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
+
+
 def _audit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="auditor settings YAML (see README: Settings)")
     p.add_argument("--policy", type=Path, help="the workspace's managed-network policy (any Azure dialect)")
@@ -28,7 +39,7 @@ def _audit_options(p: argparse.ArgumentParser) -> None:
                    help="address range of this node/VNet side; repeatable (default: RFC 1918 + ULA)")
     p.add_argument("--events", metavar="FILE|-", help="write JSON-lines audit events here ('-' = stdout)")
     p.add_argument("--no-dns-events", action="store_true", help="do not write a `dns` event per DNS response")
-    p.add_argument("--metrics-port", type=int, metavar="N", help="serve Prometheus metrics on this port")
+    p.add_argument("--metrics-port", type=port, metavar="N", help="serve Prometheus metrics on this port")
     p.add_argument("--as-mode", choices=["disabled", "allow_internet_outbound", "allow_only_approved_outbound"],
                    help="shadow audit: judge as if the workspace were in this isolation mode")
 

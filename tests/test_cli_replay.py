@@ -87,3 +87,31 @@ def test_schema_command_prints_json_schema():
     r = cli("schema")
     s = json.loads(r.stdout)
     assert r.returncode == 0 and "FlowEvent" in s["$defs"] and "DnsEvent" in s["$defs"]
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    """On a TTY a long replay shows a self-rewriting progress line, then clears it."""
+    import os
+    import pty
+    pcap = tmp_path / "mix.pcap"
+    subprocess.run([sys.executable, "bench/gen_mix.py", "--packets", "20000", "--out", str(pcap)],
+                   check=True, capture_output=True, cwd=REAL_PCAPS.parent.parent)
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([*CLI, "replay", str(pcap), "--node-network", "10.0.0.0/8"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    out, _ = proc.communicate(timeout=120)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(controller)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    assert b"Traceback" not in seen
+    assert b"\r  mix.pcap (1/1)" in seen and b"packets/s" not in seen  # the line, not the summary
+    assert b"egress-auditor summary" in out
