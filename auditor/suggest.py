@@ -9,6 +9,7 @@ endpoint (a private-link-able Azure name: storage, Key Vault, registries ...), a
 (TCP 443 with SNI / TCP 80 with Host), a service-tag rule (the most specific tag holding the
 IP), or a line saying why nothing can allow it. The result is then re-judged with the
 suggested policy, and any added rule that would let suspicious traffic through is dropped.
+Rule shapes live in `suggest_rules.py`, the YAML and the summary in `suggest_yaml.py`.
 """
 from __future__ import annotations
 
@@ -20,55 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from auditor.policy import endpoints
-from auditor.policy.match import is_storage_name, normalise_name, pattern_matches
-from auditor.policy.model import (FqdnRule, IsolationMode, Policy, PrivateEndpointRule,
-                                  ServiceTagRule)
+from auditor.policy.match import normalise_name, pattern_matches
+from auditor.policy.model import FqdnRule, IsolationMode, Policy, PrivateEndpointRule
+from auditor.suggest_rules import (BROAD_TAGS, NewRule, TagChooser, fqdn_rules, is_internal,
+                                   pe_rules, st_rules, private_link_target, tag_sizes)
 
 APPROVED = IsolationMode.ALLOW_ONLY_APPROVED_OUTBOUND.value
 
-# Names under these are shared by many tenants: a wildcard would allow everyone's endpoints.
-SHARED_SUFFIXES = (
-    "core.windows.net", "blob.core.windows.net", "azureedge.net", "azurefd.net", "azurewebsites.net",
-    "cloudapp.net", "cloudapp.azure.com", "trafficmanager.net", "azure-api.net", "azurecr.io",
-    "vault.azure.net", "azurestaticapps.net", "windows.net", "msedge.net",
-    "cloudfront.net", "amazonaws.com", "awsglobalaccelerator.com", "elb.amazonaws.com",
-    "akamai.net", "akamaiedge.net", "akamaized.net", "akamaihd.net", "edgekey.net", "edgesuite.net",
-    "fastly.net", "fastlylb.net", "cloudflare.net", "workers.dev", "pages.dev", "r2.dev",
-    "googleusercontent.com", "googleapis.com", "appspot.com", "web.app", "firebaseapp.com",
-    "github.io", "githubusercontent.com", "herokuapp.com", "netlify.app", "vercel.app",
-    "ngrok.io", "ngrok-free.app", "b-cdn.net", "digitaloceanspaces.com", "edgecastcdn.net",
-)
-# Paste, file-drop, request-capture and tunnel services: suggested only with a loud REVIEW note
-# (no detector fired, but an operator rarely means to allow them).
-REVIEW_DOMAINS = (
-    "pastebin.com", "paste.ee", "hastebin.com", "ghostbin.com", "rentry.co", "termbin.com", "0x0.st",
-    "transfer.sh", "file.io", "gofile.io", "anonfiles.com", "webhook.site", "requestbin.net",
-    "pipedream.net", "ngrok.io", "ngrok.app", "ngrok-free.app", "trycloudflare.com", "interact.sh",
-    "oast.fun", "serveo.net", "localtunnel.me", "loca.lt",
-)
-# Tags too broad to be a meaningful allowlist entry (all of Azure, incl. any tenant's VMs).
-BROAD_TAGS = ("azurecloud",)
-# The workspace's own private endpoint is created by Azure; never suggest one for it.
-_SKIP_PE = {"microsoft.machinelearningservices/workspaces"}
-_PROVIDER_CASE = {
-    "microsoft.storage/storageaccounts": "Microsoft.Storage/storageAccounts",
-    "microsoft.keyvault/vaults": "Microsoft.KeyVault/vaults",
-    "microsoft.containerregistry/registries": "Microsoft.ContainerRegistry/registries",
-    "microsoft.cognitiveservices/accounts": "Microsoft.CognitiveServices/accounts",
-    "microsoft.search/searchservices": "Microsoft.Search/searchServices",
-    "microsoft.sql/servers": "Microsoft.Sql/servers",
-    "microsoft.cache/redis": "Microsoft.Cache/redis",
-    "microsoft.documentdb/databaseaccounts": "Microsoft.DocumentDB/databaseAccounts",
-    "microsoft.eventhub/namespaces": "Microsoft.EventHub/namespaces",
-    "microsoft.datafactory/factories": "Microsoft.DataFactory/factories",
-    "microsoft.dbformysql/flexibleservers": "Microsoft.DBforMySQL/flexibleServers",
-    "microsoft.dbformysql/servers": "Microsoft.DBforMySQL/servers",
-    "microsoft.dbformariadb/servers": "Microsoft.DBforMariaDB/servers",
-    "microsoft.dbforpostgresql/flexibleservers": "Microsoft.DBforPostgreSQL/flexibleServers",
-    "microsoft.dbforpostgresql/servers": "Microsoft.DBforPostgreSQL/servers",
-    "microsoft.apimanagement/service": "Microsoft.ApiManagement/service",
-}
-RID_PREFIX = "/subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/"
 
 
 class SuggestError(Exception):
@@ -100,15 +59,6 @@ class Dest:
     def names(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(normalise_name(n) for n in ((self.name,) if self.name else ())
                                    + self.dns_chain))
-
-
-@dataclass
-class NewRule:
-    name: str
-    type: str
-    destination: Any                      # str (fqdn) or mapping
-    why: str                              # one comment line of evidence
-    covers: set[str] = field(default_factory=set)   # labels of flows it is for
 
 
 @dataclass
@@ -182,80 +132,6 @@ class _Implicated:
     def covered_by(self, pattern: str) -> bool:
         """Would an FQDN pattern match a name (or domain) a finding points at?"""
         return any(pattern_matches(pattern, n) for n in list(self.names) + list(self.domains))
-
-
-# -- classification helpers ------------------------------------------------------------------
-
-def private_link_target(name: str) -> tuple[str, str, str] | None:
-    """(provider type lower, subresource, resource name) for a private-link-able Azure name."""
-    for (rtype, sub), zones in endpoints._ZONES.items():   # the policy package's zone table
-        if rtype in _SKIP_PE:
-            continue
-        for template, public, private in zones:
-            for zone in (private, public):
-                if name.endswith("." + zone):
-                    host = name[: -len(zone) - 1]
-                    if template == "{name}" and "." not in host:
-                        return rtype, sub, host
-                    if template == "{name}.{region}.data" and host.endswith(".data"):
-                        return rtype, sub, host.split(".", 1)[0]
-    return None
-
-
-def _internal(ip: str) -> bool:
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return a.is_private or a.is_multicast or a.is_link_local or a.is_loopback or \
-        a.is_unspecified or ip == "255.255.255.255"
-
-
-def _slug(text: str) -> str:
-    out = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
-    return "-".join(p for p in out.split("-") if p)
-
-
-def port_ranges(ports: set[int]) -> str:
-    """{80, 443, 8080, 8081} -> "80, 443, 8080-8081"."""
-    out: list[str] = []
-    for p in sorted(ports):
-        if out and "-" not in out[-1] and int(out[-1]) == p - 1:
-            out[-1] = f"{out[-1]}-{p}"
-        elif out and "-" in out[-1] and int(out[-1].split("-")[1]) == p - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{p}"
-        else:
-            out.append(str(p))
-    return ", ".join(out)
-
-
-class TagChooser:
-    """The most specific (fewest addresses) non-broad service tag holding an IP."""
-
-    def __init__(self, tags, sizes: dict[str, int]) -> None:
-        self.tags, self.sizes = tags, sizes
-
-    def choose(self, ip: str) -> str | None:
-        found = [t for t in self.tags.tags_for(ip)
-                 if t.split(".")[0].lower() not in BROAD_TAGS and t != "VirtualNetwork"]
-        if not found:
-            return None
-        return min(found, key=lambda t: (self.sizes.get(t, 1 << 130), "." not in t, t))
-
-
-def tag_sizes(values: list) -> dict[str, int]:
-    from auditor.policy.servicetags import parse_prefix
-    sizes: dict[str, int] = {}
-    for v in values:
-        total = 0
-        for p in (v.get("properties") or {}).get("addressPrefixes") or ():
-            try:
-                bits, first, last = parse_prefix(p)
-            except ValueError:
-                continue
-            total += (last - first + 1) << (128 - bits)   # v4 and v6 on one scale
-        sizes[v.get("name", "")] = total
-    return sizes
 
 
 # -- the analysis ----------------------------------------------------------------------------
@@ -351,7 +227,7 @@ def suggest(pcaps: list[Path], settings) -> Suggestion:
             sug.breaks[label] = ("QUIC: FQDN rules only see TCP 80/443; clients must fall back to "
                                  "TCP (the FQDN rule covers the fallback)")
             continue
-        if _internal(d.ip):
+        if is_internal(d.ip):
             sug.breaks[label] = ("internal address: in Azure only the VNet (required VirtualNetwork "
                                  "rule) reaches it; set `virtual_network`")
             continue
@@ -374,92 +250,14 @@ def suggest(pcaps: list[Path], settings) -> Suggestion:
             sug.breaks[label] = f"unnamed destination in no specific service tag: not expressible{tail}"
 
     taken = {r.name.lower() for r in policy.file_rules}
-    sug.rules = (_fqdn_rules(fqdn, implicated, suspicious_names, registered_domain, taken)
-                 + _pe_rules(pe, taken) + _st_rules(st, taken))
+    sug.rules = (fqdn_rules(fqdn, implicated, suspicious_names, registered_domain, taken)
+                 + pe_rules(pe, taken) + st_rules(st, taken))
     _verify(sug, flows, implicated, tags, settings)
     return sug
 
 
 def _rule_of(ea: dict) -> str:
     return ea.get("rule") or ea.get("reason", "")
-
-
-def _unique(base: str, taken: set[str]) -> str:
-    name, i = base, 2
-    while name.lower() in taken:
-        name, i = f"{base}-{i}", i + 1
-    taken.add(name.lower())
-    return name
-
-
-def wildcard_ok(domain: str) -> bool:
-    """May `*.domain` be suggested? Not for shared platform suffixes (or anything above one)."""
-    if "." not in domain:
-        return False
-    return not any(domain == s or domain.endswith("." + s) or s.endswith("." + domain)
-                   for s in SHARED_SUFFIXES)
-
-
-def group_fqdns(names: set[str], registered, forbidden: set[str] = frozenset()
-                ) -> dict[str, set[str]]:
-    """pattern -> the names it is for: `*.domain` when ≥2 sibling subdomains of one
-    registrable domain were seen, the domain is not shared, and no `forbidden` name falls under."""
-    by_domain: dict[str, set[str]] = defaultdict(set)
-    for n in names:
-        by_domain[registered(n) or n].add(n)
-    out: dict[str, set[str]] = {}
-    for dom, group in by_domain.items():
-        subs = {n for n in group if n != dom and n.endswith("." + dom)}
-        pattern = "*." + dom
-        if (len(subs) >= 2 and wildcard_ok(dom) and not any(is_storage_name(n) for n in subs)
-                and not any(pattern_matches(pattern, f) for f in forbidden)):
-            out[pattern] = subs
-            group = group - subs
-        for n in group:
-            out[n] = {n}
-    return out
-
-
-def _fqdn_rules(fqdn, implicated: _Implicated, suspicious_names, registered, taken) -> list[NewRule]:
-    forbidden = set(suspicious_names) | set(implicated.names)
-    forbidden |= {"x." + d for d in implicated.domains}     # a name under each tunnel domain
-    rules = []
-    for pattern, names in sorted(group_fqdns(set(fqdn), registered, forbidden).items()):
-        labels = set().union(*(fqdn[n] for n in names))
-        slug = ("wildcard-" + _slug(pattern[2:])) if pattern.startswith("*.") else _slug(pattern)
-        seen = ", ".join(sorted(names)[:4]) + (" ..." if len(names) > 4 else "")
-        why = f"seen: {seen}" if pattern.startswith("*.") else ""
-        base = pattern[2:] if pattern.startswith("*.") else pattern
-        if any(base == d or base.endswith("." + d) for d in REVIEW_DOMAINS):
-            why = ("REVIEW: a paste / file-drop / tunnel service, a common exfiltration channel; "
-                   "no detector fired, delete this rule unless the job needs it" + (f"; {why}" if why else ""))
-        rules.append(NewRule(_unique("fqdn-" + slug, taken), "fqdn", pattern, why, labels))
-    return rules
-
-
-def _pe_rules(pe, taken) -> list[NewRule]:
-    rules = []
-    for (rtype, sub, name), labels in sorted(pe.items()):
-        provider = _PROVIDER_CASE.get(rtype, rtype)
-        dest = {"service_resource_id": f"{RID_PREFIX}{provider}/{name}",
-                "subresource_target": sub, "spark_enabled": False}
-        why = f"{name} ({sub}); fill in <subscription-id> and <resource-group>"
-        rules.append(NewRule(_unique(f"pe-{_slug(name)}-{_slug(sub)}", taken), "private_endpoint",
-                             dest, why, labels))
-    return rules
-
-
-def _st_rules(st, taken) -> list[NewRule]:
-    rules = []
-    for (tag, proto), (ports, labels) in sorted(st.items()):
-        text = port_ranges(ports) if ports else "*"
-        pslug = "-".join(p.replace("-", "to") for p in text.split(", ")) if ports else "any"
-        if len(ports) > 4:
-            pslug = f"{len(ports)}ports"
-        dest = {"service_tag": tag, "protocol": proto.upper(), "port_ranges": text}
-        rules.append(NewRule(_unique(f"st-{_slug(tag)}-{proto if proto != '*' else 'any'}-{pslug}", taken),
-                             "service_tag", dest, "", labels))
-    return rules
 
 
 _STILL = {

@@ -13,8 +13,8 @@ from auditor.cli import main
 from auditor.detect.dnsnames import registered_domain
 from auditor.policy import load_policy
 from auditor.settings import load as load_settings
-from auditor.suggest import (APPROVED, Dest, group_fqdns, port_ranges, private_link_target,
-                             suggest, wildcard_ok)
+from auditor.suggest import APPROVED, Dest, suggest
+from auditor.suggest_rules import group_fqdns, port_ranges, private_link_target, wildcard_ok
 from auditor.suggest_yaml import render
 
 ROOT = Path(__file__).resolve().parent.parent
