@@ -30,13 +30,18 @@ def port(text: str) -> int:
     return value
 
 
-def _audit_options(p: argparse.ArgumentParser) -> None:
+def _input_options(p: argparse.ArgumentParser) -> None:
+    """What every command that audits traffic reads: settings, policy, tags, the node's side."""
     p.add_argument("--config", type=Path, help="auditor settings YAML (see README: Settings)")
     p.add_argument("--policy", type=Path, help="the workspace's managed-network policy (any Azure dialect)")
     p.add_argument("--service-tags", type=Path, help="ServiceTags_Public_*.json (default: the bundled file)")
     p.add_argument("--region", help="Azure region for regional service tags (default: the policy's location)")
     p.add_argument("--node-network", action="append", metavar="CIDR",
                    help="address range of this node/VNet side; repeatable (default: RFC 1918 + ULA)")
+
+
+def _audit_options(p: argparse.ArgumentParser) -> None:
+    _input_options(p)
     p.add_argument("--events", metavar="FILE|-", help="write JSON-lines audit events here ('-' = stdout)")
     p.add_argument("--no-dns-events", action="store_true", help="do not write a `dns` event per DNS response")
     p.add_argument("--metrics-port", type=port, metavar="N", help="serve Prometheus metrics on this port")
@@ -78,12 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest = sub.add_parser("suggest", help="the outbound rules observed egress needs before switching "
                              "to allow_only_approved_outbound (CLI v2 workspace YAML)")
     suggest.add_argument("pcaps", nargs="+", type=Path, metavar="PCAP")
-    suggest.add_argument("--policy", type=Path, help="the workspace's current managed-network policy (required)")
-    suggest.add_argument("--service-tags", type=Path, help="ServiceTags_Public_*.json (default: the bundled file)")
-    suggest.add_argument("--config", type=Path, help="auditor settings YAML (node_networks, dns_servers, ...)")
-    suggest.add_argument("--region", help="Azure region for regional service tags (default: the policy's location)")
-    suggest.add_argument("--node-network", action="append", metavar="CIDR",
-                         help="address range of this node/VNet side; repeatable (default: RFC 1918 + ULA)")
+    _input_options(suggest)  # --policy is required there; suggest says so in one line if missing
     suggest.add_argument("--output", "-o", type=Path, help="write the YAML here (default: stdout)")
     suggest.set_defaults(func=_suggest)
 
