@@ -4,7 +4,9 @@
     report = audit(["job.pcap"], {"policy": "workspace.yml", "node_networks": ["10.0.0.0/16"]})
     assert not report.violations, report.summary()
 
-Events in the report are the same ECS documents the JSON-lines log would hold.
+Events in the report are the same ECS documents the JSON-lines log would hold. Bad input
+raises `auditor.errors.AuditorError` (a `ValueError`) with the one-line message the command
+line prints.
 """
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from auditor import assemble
 from auditor import settings as settings_mod
+from auditor.components import Component
 from auditor.events import Finding, FlowEnded, Violation
-from auditor.settings import Settings
 from auditor.sinks import ecs
+from auditor.sources.pcap import CaptureFile
 
 
 @dataclass
@@ -36,10 +40,12 @@ class Report:
         return self._text
 
 
-class _Collect:
-    def __init__(self, ruleset: str | None):
+class _Collect(Component):
+    name = "api"
+
+    def __init__(self) -> None:
         self.report = Report()
-        self.ruleset = ruleset
+        self.ruleset: str | None = None
 
     def flow_ended(self, ev: FlowEnded) -> None:
         if ev.flow.egress:
@@ -52,36 +58,31 @@ class _Collect:
         self.report.findings.append(ecs.finding_event(ev))
 
 
-def audit(pcaps: Iterable[str | Path] | str | Path,
-          config: Settings | Mapping[str, Any] | str | Path | None = None, **overrides: Any) -> Report:
-    """Audit capture files in order. `config` is a Settings, a mapping of settings, or the
-    path of a settings YAML; keyword overrides win over it. Raises `ValueError` with the
-    same one-line message the CLI prints for bad input."""
-    from auditor.app import build
-    from auditor.cli import BadInput
-    from auditor.sources.pcap import CaptureError, CaptureFile
+def load_settings(config: Any = None, **overrides: Any):
+    """Settings from a Settings object, a mapping of settings or a settings YAML path."""
+    if isinstance(config, settings_mod.BaseAuditorSettings):
+        return config.model_copy(update=overrides)
+    if isinstance(config, (str, Path)):
+        return settings_mod.load(Path(config), **overrides)
+    return settings_mod.load(None, **{**dict(config or {}), **overrides})
 
+
+def audit(pcaps: Iterable[str | Path] | str | Path,
+          config: Any | Mapping[str, Any] | str | Path | None = None, **overrides: Any) -> Report:
+    """Audit capture files in order. `config` is a Settings, a mapping of settings, or the
+    path of a settings YAML; keyword overrides win over it."""
     if isinstance(pcaps, (str, Path)):
         pcaps = [pcaps]
-    try:
-        if isinstance(config, Settings):
-            settings = config.model_copy(update=overrides)
-        elif isinstance(config, (str, Path)):
-            settings = settings_mod.load(Path(config), **overrides)
-        else:
-            settings = settings_mod.load(None, **{**dict(config or {}), **overrides})
-        settings = settings.model_copy(update={"events": None})
-        audit_ = build(settings)
-        collector = _Collect(audit_.verdicts.ruleset if audit_.verdicts else None)
-        audit_.pipeline.dispatch.add(collector)
-        files = [CaptureFile(p) for p in pcaps]
-    except (BadInput, CaptureError, settings_mod.ConfigError) as exc:
-        raise ValueError(str(exc)) from None
+    settings = load_settings(config, **overrides).model_copy(update={"events": None})
+    collector = _Collect()
+    built = assemble.build(settings, extra=[collector], process_metrics=False)
+    collector.ruleset = built.verdicts.ruleset if built.verdicts else None
+    files = [CaptureFile(p) for p in pcaps]
     for capture in files:
-        audit_.pipeline.feed(capture)
+        built.pipeline.feed(capture)
         collector.report.warnings += capture.warnings
-    audit_.pipeline.close()
+    built.pipeline.close()
     out = io.StringIO()
-    audit_.summary.render(audit_.pipeline, out)
+    built.summary.render(out)
     collector.report._text = out.getvalue()
     return collector.report

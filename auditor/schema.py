@@ -130,9 +130,9 @@ class FindingEvent(_Common):
 
 
 AuditEvent = Union[FlowEvent, DnsEvent, FindingEvent]
-_adapter = TypeAdapter(AuditEvent)
+_adapter: TypeAdapter = TypeAdapter(AuditEvent)
 
-_BY_ACTION = {"flow": FlowEvent, "violation": FlowEvent, "dns": DnsEvent, "finding": FindingEvent}
+_BY_ACTION: dict[str, type[_Common]] = {"flow": FlowEvent, "violation": FlowEvent, "dns": DnsEvent, "finding": FindingEvent}
 
 
 def validate(doc: dict) -> _Common:

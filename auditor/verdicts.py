@@ -6,22 +6,23 @@ SIGHUP without touching the flow table.
 """
 from __future__ import annotations
 
-from typing import Callable
-
+from auditor.components import Component, Emit
 from auditor.events import FlowNamed, Violation
 from auditor.policy.verdict import Judge
 
 
-class Verdicts:
+class Verdicts(Component):
+    name = "judge"
+
     def __init__(self, judge: Judge):
         self.judge = judge
-        self._emit: Callable[[object], None] | None = None
+        self._emit: Emit | None = None
 
     @property
     def ruleset(self) -> str:
-        return str(getattr(self.judge.mode, "value", self.judge.mode))
+        return self.judge.mode.value
 
-    def bind(self, emit: Callable[[object], None]) -> None:
+    def bind(self, emit: Emit) -> None:
         self._emit = emit
 
     def flow_named(self, ev: FlowNamed) -> None:

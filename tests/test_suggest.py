@@ -10,20 +10,30 @@ import yaml
 
 from auditor import audit
 from auditor.cli import main
-from auditor.detect.dnsnames import registered_domain
+from auditor.commands.suggest import suggest
+from auditor.hostnames import registered_domain
 from auditor.policy import load_policy
 from auditor.settings import load as load_settings
-from auditor.suggest import APPROVED, Dest, suggest
-from auditor.suggest_rules import group_fqdns, port_ranges, private_link_target, wildcard_ok
-from auditor.suggest_yaml import render
+from auditor.suggest.document import render
+from auditor.suggest.observe import Dest
+from auditor.suggest.rules import group_fqdns, port_ranges, private_link_target, wildcard_ok
+
+APPROVED = "allow_only_approved_outbound"
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def dest_of(ev: dict) -> Dest:
+    """The `Dest` an ECS flow event describes (to compare runs in these tests)."""
+    d, ea = ev.get("destination", {}), ev.get("egress_auditor", {})
+    return Dest(d.get("ip", ""), int(d.get("port") or 0), ev.get("network", {}).get("transport", ""),
+                d.get("domain"), ea.get("name_source", "none"), tuple(ea.get("dns_chain") or ()))
 DEMO, SCEN, REAL = ROOT / "pcaps/demo", ROOT / "pcaps/scenarios", ROOT / "pcaps/real"
 
 
 def roundtrip(pcaps, policy, tmp_path, **cfg):
     settings = load_settings(None, policy=policy, **cfg)
-    before = {Dest.from_event(f).label(): f for f in
+    before = {dest_of(f).label(): f for f in
               audit(pcaps, settings, as_mode=APPROVED).flows}
     sug = suggest(pcaps, settings)
     out = tmp_path / "suggested.yaml"
@@ -34,7 +44,7 @@ def roundtrip(pcaps, policy, tmp_path, **cfg):
     assert pol.dialect == "cli_yaml" and pol.isolation_mode.value == APPROVED
     after = audit(pcaps, settings, policy=out, as_mode=APPROVED)
     for f in after.flows:
-        label = Dest.from_event(f).label()
+        label = dest_of(f).label()
         denied = f["egress_auditor"]["verdict"] == "denied"
         if label in sug.suspicious:
             if before[label]["egress_auditor"]["verdict"] == "denied":
@@ -177,8 +187,9 @@ def test_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "rules added" in err and "FQDN rules" in err and "would break" in err
     assert load_policy(out).isolation_mode.value == APPROVED
-    for argv in (["suggest", str(SCEN / "modes.pcap")],
-                 ["suggest", str(tmp_path / "missing.pcap"), "--policy", str(SCEN / "policy.yaml")],
+    assert main(["suggest", str(SCEN / "modes.pcap")]) == 2    # a usage error: --policy missing
+    assert "suggest needs --policy" in capsys.readouterr().err
+    for argv in (["suggest", str(tmp_path / "missing.pcap"), "--policy", str(SCEN / "policy.yaml")],
                  ["suggest", str(SCEN / "modes.pcap"), "--policy", str(tmp_path / "nope.yaml")],
                  ["suggest", str(SCEN / "modes.pcap"), "--policy", str(SCEN / "policy.yaml"),
                   "--service-tags", str(SCEN / "policy.yaml")]):

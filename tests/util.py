@@ -8,20 +8,24 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+from auditor.components import Component
 from auditor.decode.packet import LINKTYPE_ETHERNET
+from auditor.events import event_types
 from auditor.pipeline import Pipeline
 from auditor.settings import Settings
+from auditor.telemetry import Telemetry
+from auditor.track.tracker import Limits
 
 
-class Recorder:
-    """A component that keeps every event it is handed."""
+class Recorder(Component):
+    """A component that keeps every event it is handed (whatever event types exist)."""
+    name = "recorder"
 
     def __init__(self):
         self.events = []
 
     def __getattr__(self, name):
-        if name in {"flow_started", "flow_named", "flow_ended", "dns_query", "dns_answered",
-                    "violation", "finding"}:
+        if name in {et.handler for et in event_types()}:
             return self.events.append
         raise AttributeError(name)
 
@@ -42,9 +46,17 @@ def frames(packets, start=1000.0, step=0.01):
     return out
 
 
+def pipeline_for(components, settings=None, telemetry=None) -> Pipeline:
+    """A real pipeline (tracker and dispatcher) around `components`."""
+    s = settings if settings is not None else Settings()
+    return Pipeline(list(components), telemetry or Telemetry(), node_networks=s.node_networks,
+                    limits=Limits(max_flows=s.max_flows, max_dns_cache=s.max_dns_cache,
+                                  max_pending_queries=s.max_pending_queries))
+
+
 def run(packets, components=(), **settings):
     rec = Recorder()
-    pipe = Pipeline(Settings(**settings), [*components, rec])
+    pipe = pipeline_for([*components, rec], Settings(**settings))
     pipe.feed(frames(packets))
     pipe.close()
     return pipe, rec

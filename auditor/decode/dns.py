@@ -1,8 +1,9 @@
 """DNS wire decoder for the hot path: header, questions and the answer section.
 
 Owns turning one untrusted DNS payload into a `DnsMessage` (and a TCP byte stream into
-payloads). It is pure and never raises. `dns.message.from_wire` costs ~100 us per response,
-too slow for line rate, so the common rdata types (A, AAAA, CNAME, NS, PTR, DNAME, MX, TXT,
+payloads). It is pure; `parse` answers a `DnsMessage` or `Status.MALFORMED`.
+`dns.message.from_wire` costs ~100 us per response, too slow for line rate, so the common
+rdata types (A, AAAA, CNAME, NS, PTR, DNAME, MX, TXT,
 SOA, SRV) are decoded here with `struct`; any other type hands only that RR to dnspython for
 its text form, falling back to the RFC 3597 generic form (`\\# len hex`).
 
@@ -16,8 +17,8 @@ Decisions (documented because the tracker and detectors rely on them):
 - Authority and additional sections are not read: they never name a flow, and stopping
   early is both faster and more tolerant than dnspython (which rejects a whole message for
   a bad OPT record in the additional section).
-- A header or question that does not parse -> None. An answer RR that runs past the end of
-  the payload -> None, unless the TC bit is set: then the answers that parsed completely are
+- A header or question that does not parse -> MALFORMED. An answer RR that runs past the end
+  of the payload -> MALFORMED, unless the TC bit is set: then the answers that parsed completely are
   kept (tshark also shows them; a truncated UDP answer is still an answer the client may
   use). An RR whose rdata does not fit its type (an A with rdlen 5) is kept with the generic
   text form rather than discarding the whole message.
@@ -28,10 +29,10 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
-NEED_MORE = "need_more"
-MALFORMED = "malformed"
+from auditor.decode.outcome import MALFORMED, UNDECODABLE, DecodeError, Status
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")
@@ -52,10 +53,6 @@ _TXT_ESC = [("\\" + chr(c)) if c in b'"\\' else chr(c) if 0x20 <= c < 0x7F
 _TXT_SAFE = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\')
 
 
-class _Bad(Exception):
-    """Internal: the payload is malformed at this point (never escapes the module)."""
-
-
 class DnsRecord(NamedTuple):
     """One answer RR as text. A NamedTuple: immutable, slotted, and cheap to build."""
     name: str
@@ -64,26 +61,17 @@ class DnsRecord(NamedTuple):
     data: str
 
 
+@dataclass(slots=True, eq=False)
 class DnsMessage:
     """The parts of a DNS message the auditor uses (answer section only)."""
-    __slots__ = ("id", "is_response", "opcode", "rcode", "truncated", "questions",
-                 "answers", "raw_len")
-
-    def __init__(self, id: int, is_response: bool, opcode: int, rcode: int, truncated: bool,
-                 questions: list[tuple[str, int]], answers: list[DnsRecord], raw_len: int):
-        self.id = id
-        self.is_response = is_response
-        self.opcode = opcode
-        self.rcode = rcode
-        self.truncated = truncated
-        self.questions = questions
-        self.answers = answers
-        self.raw_len = raw_len
-
-    def __repr__(self) -> str:
-        return (f"DnsMessage(id={self.id}, is_response={self.is_response}, "
-                f"opcode={self.opcode}, rcode={self.rcode}, truncated={self.truncated}, "
-                f"questions={self.questions!r}, answers={self.answers!r})")
+    id: int
+    is_response: bool
+    opcode: int
+    rcode: int
+    truncated: bool
+    questions: list[tuple[str, int]]
+    answers: list[DnsRecord]
+    raw_len: int = field(repr=False)
 
 
 def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
@@ -110,20 +98,21 @@ def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
     after = -1              # offset just after the name in its original position
     while True:
         p = off
-        starts = []
+        found: list[int] = []
         while True:
             if p >= limit:
-                raise _Bad
+                raise DecodeError
             n = buf[p]
             if n == 0 or n >= 64:
                 break
-            starts.append(p)
+            found.append(p)
             p += n + 1
+        starts: list[int] | None = found
         before = total
         ti = len(texts)
         total += p - off
         if total >= MAX_NAME_WIRE:
-            raise _Bad
+            raise DecodeError
         if starts:
             raw = bytearray(buf[off + 1:p])
             for q in starts[1:]:
@@ -145,13 +134,13 @@ def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
                 segs.append((off, starts, ti, before, hops, seg_end))
             break
         if n < 192 or p + 2 > limit:
-            raise _Bad  # 0x40/0x80 label types, or a pointer cut short
+            raise DecodeError  # 0x40/0x80 label types, or a pointer cut short
         ptr = ((n & 0x3F) << 8) | buf[p + 1]
         if ptr >= biggest:
-            raise _Bad  # forward or self pointer: the only way loops can happen
+            raise DecodeError  # forward or self pointer: the only way loops can happen
         hops += 1
         if hops > MAX_HOPS:
-            raise _Bad
+            raise DecodeError
         seg_end = p + 2
         if after < 0:
             after = seg_end
@@ -202,7 +191,7 @@ def _rdata_text(buf: bytes, off: int, end: int, rtype: int, rclass: int, memo: d
             while p < end:
                 e = p + 1 + buf[p]
                 if e > end:
-                    raise _Bad
+                    raise DecodeError
                 s = buf[p + 1:e]
                 out.append('"' + ("".join([_TXT_ESC[c] for c in s])
                                   if s.translate(None, _TXT_SAFE) else s.decode("ascii")) + '"')
@@ -217,7 +206,7 @@ def _rdata_text(buf: bytes, off: int, end: int, rtype: int, rclass: int, memo: d
             target, p = _name(buf, off + 6, end, memo)
             if p == end:
                 return "%d %d %d %s" % (_SRV_NUMS.unpack_from(buf, off) + (target,))
-    except _Bad:
+    except DecodeError:
         pass
     return _slow_text(buf, off, rdlen, rtype, rclass)
 
@@ -227,24 +216,24 @@ def _slow_text(buf: bytes, off: int, rdlen: int, rtype: int, rclass: int) -> str
     import dns.rdata  # imported lazily: only uncommon types reach this
 
     try:
-        return dns.rdata.from_wire(rclass, rtype, buf, off, rdlen).to_text()
-    except Exception:  # noqa: BLE001 - untrusted bytes: any dnspython error means "generic"
+        return dns.rdata.from_wire(rclass, rtype, buf, off, rdlen).to_text()  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - dnspython's boundary: any error of its means "generic form"
         data = bytes(buf[off:off + rdlen])
         return f"\\# {rdlen} {data.hex()}" if data else "\\# 0"
 
 
-def parse(payload: bytes) -> DnsMessage | None:
+def parse(payload: bytes) -> DnsMessage | Status:
     """Decode one DNS message (UDP payload, or a TCP message without its length prefix)."""
     try:
         return _parse(payload)
-    except Exception:  # noqa: BLE001 - "never raises" is the contract for untrusted bytes
-        return None
+    except UNDECODABLE:
+        return MALFORMED
 
 
-def _parse(buf: bytes) -> DnsMessage | None:
+def _parse(buf: bytes) -> DnsMessage | Status:
     n = len(buf)
     if n < 12:
-        return None
+        return MALFORMED
     ident, flags, qd, an, _ns, _ar = _HEADER.unpack_from(buf, 0)
     truncated = bool(flags & 0x0200)
     memo: dict = {}
@@ -254,28 +243,28 @@ def _parse(buf: bytes) -> DnsMessage | None:
         for _ in range(qd):
             qname, off = _name(buf, off, n, memo)
             if off + 4 > n:
-                return None
+                return MALFORMED
             questions.append((qname, _U16.unpack_from(buf, off)[0]))
             off += 4
-    except _Bad:
-        return None
+    except DecodeError:
+        return MALFORMED
     answers = []
     try:
         for _ in range(an):
             rname, off = _name(buf, off, n, memo)
             if off + 10 > n:
-                raise _Bad
+                raise DecodeError
             rtype, rclass, ttl, rdlen = _RR.unpack_from(buf, off)
             off += 10
             end = off + rdlen
             if end > n:
-                raise _Bad
+                raise DecodeError
             answers.append(DnsRecord(rname, rtype, ttl, _rdata_text(buf, off, end, rtype,
                                                                     rclass, memo)))
             off = end
-    except _Bad:
+    except DecodeError:
         if not truncated:
-            return None
+            return MALFORMED
     return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF, flags & 0xF,
                       truncated, questions, answers, n)
 
@@ -288,17 +277,14 @@ def split_tcp(buf: bytes) -> tuple[list[bytes], int]:
     """
     out: list[bytes] = []
     off = 0
-    try:
-        n = len(buf)
-        while off + 2 <= n:
-            ln = (buf[off] << 8) | buf[off + 1]
-            if off + 2 + ln > n:
-                break
-            if ln:
-                out.append(bytes(buf[off + 2:off + 2 + ln]))
-            off += 2 + ln
-    except Exception:  # noqa: BLE001 - e.g. a non-bytes argument
-        return out, off
+    n = len(buf)
+    while off + 2 <= n:
+        ln = (buf[off] << 8) | buf[off + 1]
+        if off + 2 + ln > n:
+            break
+        if ln:
+            out.append(bytes(buf[off + 2:off + 2 + ln]))
+        off += 2 + ln
     return out, off
 
 
@@ -309,32 +295,29 @@ def resolved_chain(msg: DnsMessage) -> dict[str, tuple[str, ...]]:
     MAX_CHAIN hops, stopping at a loop. Addresses whose owner is not on that chain are left
     out: an answer nobody asked for must not name a flow (cache-poisoning shape).
     """
-    try:
-        if not msg.is_response or not msg.questions:
-            return {}
-        chain = [msg.questions[0][0]]
-        pos = {chain[0].lower(): 0}
-        cnames: dict[str, str] = {}
-        for r in msg.answers:
-            if r.rtype == 5:
-                cnames.setdefault(r.name.lower(), r.data)
-        cur = chain[0].lower()
-        while cur in cnames and len(chain) < MAX_CHAIN:
-            target = cnames[cur]
-            cur = target.lower()
-            if cur in pos:
-                break
-            pos[cur] = len(chain)
-            chain.append(target)
-        out: dict[str, tuple[str, ...]] = {}
-        for r in msg.answers:
-            if (r.rtype == 1 or r.rtype == 28) and not r.data.startswith("\\"):
-                i = pos.get(r.name.lower())
-                if i is not None and r.data not in out:
-                    out[r.data] = tuple(chain[:i + 1])
-        return out
-    except Exception:  # noqa: BLE001 - never raise on a hand-built or odd message
+    if not msg.is_response or not msg.questions:
         return {}
+    chain = [msg.questions[0][0]]
+    pos = {chain[0].lower(): 0}
+    cnames: dict[str, str] = {}
+    for r in msg.answers:
+        if r.rtype == 5:
+            cnames.setdefault(r.name.lower(), r.data)
+    cur = chain[0].lower()
+    while cur in cnames and len(chain) < MAX_CHAIN:
+        target = cnames[cur]
+        cur = target.lower()
+        if cur in pos:
+            break
+        pos[cur] = len(chain)
+        chain.append(target)
+    out: dict[str, tuple[str, ...]] = {}
+    for r in msg.answers:
+        if (r.rtype == 1 or r.rtype == 28) and not r.data.startswith("\\"):
+            i = pos.get(r.name.lower())
+            if i is not None and r.data not in out:
+                out[r.data] = tuple(chain[:i + 1])
+    return out
 
 
 _TYPE_NAMES: dict[int, str] = {}
@@ -346,8 +329,8 @@ def type_name(rtype: int) -> str:
     if name is None:
         import dns.rdatatype
         try:
-            name = dns.rdatatype.to_text(rtype)
-        except Exception:  # noqa: BLE001 - out-of-range values
+            name = dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
+        except ValueError:   # out of the 16-bit range
             name = f"TYPE{rtype}"
         if len(_TYPE_NAMES) < 4096:
             _TYPE_NAMES[rtype] = name
@@ -358,7 +341,7 @@ def rcode_name(rcode: int) -> str:
     """dnspython's mnemonic for an rcode ("NXDOMAIN"); "RCODEnn" for unassigned values."""
     import dns.rcode
     try:
-        name = dns.rcode.to_text(rcode)
-    except Exception:  # noqa: BLE001
+        name = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+    except ValueError:   # out of the 12-bit range
         return f"RCODE{rcode}"
     return f"RCODE{rcode}" if name.isdigit() else name

@@ -1,15 +1,14 @@
 """HTTP/1.x request-head decoder: method, target, version and Host from a client's bytes.
 
 Owns recognising a cleartext HTTP request at the start of a TCP stream and reading its head
-(request line + header fields, RFC 9112). Pure, never raises. The body is never looked at.
+(request line + header fields, RFC 9112). Pure; a `Status` when there is no request. The body is never looked at.
 `host` is the raw Host field value as sent (tshark's `http.host` keeps ":port" too);
-`host_name()` gives the form used for policy matching.
+`auditor.hostnames.http_host()` says which host, if any, it strictly names.
 """
 from __future__ import annotations
 
-NEED_MORE = "need_more"
-MALFORMED = "malformed"
-NOT_HTTP = "not_http"
+from dataclasses import dataclass
+from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, Status
 
 MAX_HEAD = 16 * 1024  # a request head larger than this is not something we wait for
 
@@ -25,37 +24,31 @@ _LONGEST = max(len(m) for m in METHODS)
 _PREFIXES = frozenset(m[:i] for m in METHODS for i in range(1, len(m) + 1))
 
 
+@dataclass(slots=True)
 class HttpRequest:
     """The request line and Host of one HTTP/1.x request."""
-    __slots__ = ("method", "target", "host", "version")
-
-    def __init__(self, method: str, target: str, host: str | None, version: str):
-        self.method = method
-        self.target = target
-        self.host = host
-        self.version = version
-
-    def __repr__(self) -> str:
-        return (f"HttpRequest(method={self.method!r}, target={self.target!r}, "
-                f"host={self.host!r}, version={self.version!r})")
+    method: str
+    target: str
+    host: str | None
+    version: str
 
 
-def parse_request(buf: bytes) -> HttpRequest | str:
+def parse_request(buf: bytes) -> HttpRequest | Status:
     """Parse the head of an HTTP/1.x request at the start of `buf`."""
     try:
         return _parse(bytes(buf))
-    except Exception:  # noqa: BLE001 - "never raises" is the contract for untrusted bytes
+    except UNDECODABLE:
         return MALFORMED
 
 
-def _parse(buf: bytes) -> HttpRequest | str:
+def _parse(buf: bytes) -> HttpRequest | Status:
     sp = buf.find(b" ", 0, _LONGEST + 1)
     if sp < 0:
         head = buf[:_LONGEST + 1]
-        return NEED_MORE if head and head in _PREFIXES else NOT_HTTP
+        return NEED_MORE if head and head in _PREFIXES else NOT_THIS
     method = buf[:sp]
     if method not in METHODS:
-        return NOT_HTTP
+        return NOT_THIS
     eol = buf.find(b"\n", sp)
     if eol < 0:
         return NEED_MORE if len(buf) < MAX_HEAD else MALFORMED
@@ -101,19 +94,3 @@ def _text(b: bytes) -> str:
     except UnicodeDecodeError:
         return b.decode("utf-8", "backslashreplace")
 
-
-def host_name(host: str | None) -> str:
-    """The matchable host from a Host value or CONNECT target: no port, no IPv6 brackets,
-    no trailing dot, lower case ("[2001:DB8::1]:80" -> "2001:db8::1")."""
-    try:
-        if not host:
-            return ""
-        h = host.strip()
-        if h.startswith("["):
-            close = h.find("]")
-            h = h[1:close] if close > 0 else h[1:]
-        elif h.count(":") == 1:
-            h = h.split(":", 1)[0]  # a bare IPv6 (several colons) has no port to strip
-        return h.rstrip(".").lower()
-    except Exception:  # noqa: BLE001
-        return ""

@@ -2,8 +2,9 @@
 
 Owns: link-layer framing (Ethernet + VLAN/QinQ/PPPoE, NULL/LOOP, RAW, IPv4/IPv6 link types,
 Linux SLL/SLL2), IPv4/IPv6 (with IPv6 extension headers and fragments), TCP/UDP/ICMP header
-facts. `decode` never raises: it returns a `Packet`, the name of the malformed layer (a
-`str`, for `packets_malformed_total{layer}`), or None for valid frames that carry no IP.
+facts. `decode` returns a `Packet`, a `Fragment`, the malformed `Layer` (for
+`packets_malformed_total{layer}`), or None for valid frames that carry no IP. Reading past
+the end of a frame is "malformed link"; any other exception is a bug and surfaces.
 
 Speed matters more than elegance here (budget ~1 us/packet): byte indexing and precompiled
 `struct.Struct` instead of per-layer objects; addresses stay packed bytes until a flow needs
@@ -25,8 +26,11 @@ Decisions (compared with tshark 4.0):
 """
 from __future__ import annotations
 
-import socket
 import struct
+from dataclasses import dataclass
+
+from auditor.addresses import text as ip_text
+from auditor.telemetry import Layer
 
 __all__ = [
     "Packet", "Fragment", "decode", "decode_l4", "ip_text",
@@ -52,6 +56,8 @@ _NULL_AF_INET6 = frozenset((24, 28, 30, 10))
 # IPv6 extension headers we walk through; ESP (50) and No Next Header (59) end the walk.
 _V6_EXT = frozenset((0, 43, 44, 51, 60))
 
+_LINK, _IP, _IPV6, _TCP, _UDP, _ICMP = (Layer.LINK, Layer.IP, Layer.IPV6, Layer.TCP, Layer.UDP,
+                                        Layer.ICMP)
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U32LE = struct.Struct("<I").unpack_from
@@ -61,25 +67,20 @@ _V4_HDR = struct.Struct("!BxHHHxB").unpack_from   # ver/ihl, total len, id, frag
 _V6_HDR = struct.Struct("!4xHB").unpack_from      # payload length, next header
 
 
+@dataclass(slots=True, repr=False, eq=False)
 class Packet:
     """Facts about one IP packet. Addresses are packed bytes (4 or 16)."""
-
-    __slots__ = ("ts", "version", "src", "dst", "proto", "sport", "dport", "ip_len",
-                 "tcp_flags", "seq", "payload")
-
-    def __init__(self, ts, version, src, dst, proto, sport, dport, ip_len, tcp_flags, seq,
-                 payload):
-        self.ts = ts
-        self.version = version
-        self.src = src
-        self.dst = dst
-        self.proto = proto
-        self.sport = sport
-        self.dport = dport
-        self.ip_len = ip_len
-        self.tcp_flags = tcp_flags
-        self.seq = seq
-        self.payload = payload
+    ts: float
+    version: int
+    src: bytes
+    dst: bytes
+    proto: int
+    sport: int
+    dport: int
+    ip_len: int
+    tcp_flags: int
+    seq: int
+    payload: bytes
 
     def __repr__(self) -> str:
         return (f"Packet(ts={self.ts!r}, {ip_text(self.src)}:{self.sport} -> "
@@ -87,22 +88,19 @@ class Packet:
                 f"flags={self.tcp_flags:#x} seq={self.seq} payload={len(self.payload)}B)")
 
 
+@dataclass(slots=True, repr=False, eq=False)
 class Fragment:
     """One IP fragment: `data` is its share of the datagram's L4 bytes, at byte `offset`."""
-
-    __slots__ = ("ts", "version", "src", "dst", "proto", "ident", "offset", "more", "ip_len", "data")
-
-    def __init__(self, ts, version, src, dst, proto, ident, offset, more, ip_len, data):
-        self.ts = ts
-        self.version = version
-        self.src = src
-        self.dst = dst
-        self.proto = proto
-        self.ident = ident
-        self.offset = offset
-        self.more = more
-        self.ip_len = ip_len
-        self.data = data
+    ts: float
+    version: int
+    src: bytes
+    dst: bytes
+    proto: int
+    ident: int
+    offset: int
+    more: bool
+    ip_len: int
+    data: bytes
 
     def __repr__(self) -> str:
         return (f"Fragment({ip_text(self.src)} -> {ip_text(self.dst)} proto={self.proto} "
@@ -110,39 +108,34 @@ class Fragment:
 
 
 def decode_l4(ts, version, src, dst, proto, data, ip_len):
-    """L4 facts of a reassembled datagram: `Packet` or the malformed layer's name."""
+    """L4 facts of a reassembled datagram: `Packet` or the malformed `Layer`."""
     try:
         return _l4(data, 0, len(data), len(data), ts, version, src, dst, proto, ip_len)
-    except Exception:
-        return "ip"
-
-
-def ip_text(b: bytes) -> str:
-    """Packed 4- or 16-byte address to its usual text form."""
-    return socket.inet_ntop(socket.AF_INET if len(b) == 4 else socket.AF_INET6, b)
+    except (IndexError, struct.error):
+        return _IP
 
 
 def decode(linktype: int, frame: bytes, ts: float, wirelen: int):
-    """Decode one frame: `Packet`, malformed layer name (str), or None (not IP)."""
+    """Decode one frame: `Packet`, `Fragment`, the malformed `Layer`, or None (not IP)."""
     try:
         if linktype == 1:
             if len(frame) < 14:
-                return "link"
+                return _LINK
             et = (frame[12] << 8) | frame[13]
             if et == 0x0800:      # the common case, without the VLAN/PPPoE walk
                 return _ipv4(frame, 14, ts)
             return _ethertype(frame, 14, et, ts)
         if linktype == 113:
             if len(frame) < 16:
-                return "link"
+                return _LINK
             return _ethertype(frame, 16, (frame[14] << 8) | frame[15], ts)
         if linktype == 276:
             if len(frame) < 20:
-                return "link"
+                return _LINK
             return _ethertype(frame, 20, (frame[0] << 8) | frame[1], ts)
         if linktype == 0 or linktype == 108:
             if len(frame) < 4:
-                return "link"
+                return _LINK
             fam = _U32(frame, 0)[0]
             if linktype == 0 and fam > 0xFFFF:
                 fam = _U32LE(frame, 0)[0]   # written in the capturing host's byte order
@@ -153,23 +146,23 @@ def decode(linktype: int, frame: bytes, ts: float, wirelen: int):
             return None
         if linktype == 101 or linktype == 228 or linktype == 229:
             if not frame:
-                return "ip" if linktype != 229 else "ipv6"
+                return _IP if linktype != 229 else "ipv6"
             v = frame[0] >> 4
             if linktype == 228 or (linktype == 101 and v == 4):
                 return _ipv4(frame, 0, ts)
             if linktype == 229 or v == 6:
                 return _ipv6(frame, 0, ts)
-            return "ip"
+            return _IP
         return None   # link types we do not decode carry nothing we can attribute
-    except Exception:   # safety net: decoders of untrusted bytes must never raise
-        return "link"
+    except (IndexError, struct.error):   # a length that ran past the captured bytes
+        return _LINK
 
 
 def _ethertype(frame, off, et, ts):
     n = len(frame)
     while et in _VLAN_TPIDS:   # 802.1Q / QinQ, any depth
         if n < off + 4:
-            return "link"
+            return _LINK
         et = (frame[off + 2] << 8) | frame[off + 3]
         off += 4
     if et == _ETH_IPV4:
@@ -179,7 +172,7 @@ def _ethertype(frame, off, et, ts):
     if et == _ETH_PPPOE_SESSION:
         # PPPoE header (6 bytes) + PPP protocol (2): 0x0021 IPv4, 0x0057 IPv6.
         if n < off + 8:
-            return "link"
+            return _LINK
         ppp = (frame[off + 6] << 8) | frame[off + 7]
         if ppp == 0x0021:
             return _ipv4(frame, off + 8, ts)
@@ -191,15 +184,15 @@ def _ethertype(frame, off, et, ts):
 def _ipv4(frame, off, ts):
     n = len(frame)
     if n < off + 20:
-        return "ip"
+        return _IP
     vihl, total, ident, frag, proto = _V4_HDR(frame, off)
     ihl = (vihl & 15) << 2
     if vihl >> 4 != 4 or ihl < 20 or n < off + ihl:
-        return "ip"
+        return _IP
     if total == 0:        # TSO/GRO: the NIC fills the length in later
         total = n - off
     elif total < ihl:
-        return "ip"
+        return _IP
     end = off + total     # drops link-layer padding and trailers
     if end > n:
         end = n           # snaplen-truncated: keep what was captured
@@ -214,9 +207,9 @@ def _ipv4(frame, off, ts):
 def _ipv6(frame, off, ts):
     n = len(frame)
     if n < off + 40:
-        return "ipv6"
+        return _IPV6
     if frame[off] >> 4 != 6:
-        return "ipv6"
+        return _IPV6
     plen, nh = _V6_HDR(frame, off)
     if plen == 0:         # jumbogram (or a GRO capture): use what was captured
         plen = n - off - 40
@@ -229,7 +222,7 @@ def _ipv6(frame, off, ts):
     p = off + 40
     while nh in _V6_EXT:
         if p + 8 > end:
-            return "ipv6"
+            return _IPV6
         if nh == 44:      # fragment header: the rest is one piece of a larger datagram
             fo = (frame[p + 2] << 8) | frame[p + 3]
             if fo & 0xFFF9:   # offset or M flag set: a real fragment (else an "atomic" one)
@@ -242,7 +235,7 @@ def _ipv6(frame, off, ts):
         else:
             nh, p = frame[p], p + ((frame[p + 1] + 1) << 3)
     if p > end:
-        return "ipv6"
+        return _IPV6
     return _l4(frame, p, end, off + total, ts, 6, src, dst, nh, total)
 
 
@@ -250,25 +243,25 @@ def _l4(frame, p, end, stated_end, ts, version, src, dst, proto, ip_len):
     """L4 at frame[p:end]; stated_end is where the IP header says the packet ends."""
     if proto == 6:
         if end - p < 20:
-            return "tcp"
+            return _TCP
         sport, dport, seq, offb, flags = _TCP_HDR(frame, p)
         doff = (offb >> 4) << 2
         if doff < 20 or p + doff > stated_end:
-            return "tcp"
+            return _TCP
         return Packet(ts, version, src, dst, 6, sport, dport, ip_len,
                       ((offb & 0x0F) << 8) | flags, seq, frame[p + doff:end])
     if proto == 17:
         if end - p < 8:
-            return "udp"
+            return _UDP
         sport, dport, ulen = _UDP_HDR(frame, p)
         if ulen < 8:
             if ulen != 0 or version != 6:   # 0 is legal only for IPv6 jumbograms
-                return "udp"
+                return _UDP
         elif p + ulen < end:
             end = p + ulen    # bytes after the UDP datagram are a trailer, not payload
         return Packet(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
     if proto == 1 or proto == 58:
         if stated_end - p < 4:
-            return "icmp"
+            return _ICMP
         return Packet(ts, version, src, dst, proto, 0, 0, ip_len, 0, 0, frame[p:end])
     return Packet(ts, version, src, dst, proto, 0, 0, ip_len, 0, 0, frame[p:end])

@@ -4,20 +4,21 @@ Owns RFC 9001 section 5 (Initial secrets, header protection, AEAD) for QUIC v1 a
 RFC 9369 variant for QUIC v2 (other salt, `quicv2 ` labels, Initial type bits 0b01), the
 frame walk of an Initial payload, and `CryptoAssembler`, which turns CRYPTO pieces (out of
 order, overlapping, spread over packets) into the contiguous TLS handshake bytes that
-`tls.parse_handshake` reads. Pure (a bounded key cache aside) and never raises.
+`tls.parse_handshake` reads. Pure (a bounded key cache aside); a `Status` when there is no
+Initial to read.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import hashlib
 import hmac
 from collections import OrderedDict
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-NEED_MORE = "need_more"
-MALFORMED = "malformed"
-NOT_QUIC = "not_quic"
+from auditor.decode.outcome import MALFORMED, NOT_THIS, UNDECODABLE, Status
 
 V1 = 0x00000001
 V2 = 0x6B3343CF
@@ -30,15 +31,13 @@ MAX_CRYPTO = 64 * 1024
 KEY_CACHE_SIZE = 256
 
 
+@dataclass(slots=True, repr=False)
 class QuicInitial:
     """The decrypted content the auditor needs from one datagram's client Initial packets."""
-    __slots__ = ("version", "dcid", "scid", "crypto")
-
-    def __init__(self, version: int, dcid: bytes, scid: bytes, crypto: list[tuple[int, bytes]]):
-        self.version = version
-        self.dcid = dcid
-        self.scid = scid
-        self.crypto = crypto
+    version: int
+    dcid: bytes
+    scid: bytes
+    crypto: list[tuple[int, bytes]]
 
     def __repr__(self) -> str:
         return (f"QuicInitial(version=0x{self.version:08x}, dcid={self.dcid.hex()}, "
@@ -94,27 +93,27 @@ def _varint(buf: bytes, off: int, end: int) -> tuple[int, int]:
     return v, off + n
 
 
-def parse_initial(datagram: bytes, key_dcid: bytes | None = None) -> QuicInitial | str:
+def parse_initial(datagram: bytes, key_dcid: bytes | None = None) -> QuicInitial | Status:
     """Decrypt the client Initial packet(s) coalesced at the start of a UDP datagram.
 
     Keys come from `key_dcid` (the first DCID the client used in the flow) if given, else
-    from this packet's DCID. Returns NOT_QUIC unless the datagram starts with a v1/v2
+    from this packet's DCID. Returns NOT_THIS unless the datagram starts with a v1/v2
     Initial; MALFORMED if lengths lie or no Initial decrypts (e.g. a server's Initial).
     """
     try:
         return _parse(bytes(datagram), key_dcid)
-    except Exception:  # noqa: BLE001 - "never raises" is the contract for untrusted bytes
+    except UNDECODABLE:
         return MALFORMED
 
 
-def _parse(buf: bytes, key_dcid: bytes | None) -> QuicInitial | str:
+def _parse(buf: bytes, key_dcid: bytes | None) -> QuicInitial | Status:
     n = len(buf)
     if n < 7 or not buf[0] & 0x80:
-        return NOT_QUIC                      # short header, or not QUIC at all
+        return NOT_THIS                      # short header, or not QUIC at all
     version = int.from_bytes(buf[1:5], "big")
     spec = _VERSIONS.get(version)
     if spec is None or (buf[0] >> 4) & 3 != spec[2]:
-        return NOT_QUIC                      # other version / not an Initial
+        return NOT_THIS                      # other version / not an Initial
     first_dcid = first_scid = None
     crypto: list[tuple[int, bytes]] = []
     decrypted = 0
@@ -157,7 +156,7 @@ def _parse(buf: bytes, key_dcid: bytes | None) -> QuicInitial | str:
         decrypted += 1
         if not _frames(plain, crypto):
             return MALFORMED
-    if not decrypted:
+    if not decrypted or first_dcid is None or first_scid is None:
         return MALFORMED
     return QuicInitial(version, first_dcid, first_scid, crypto)
 
@@ -178,7 +177,7 @@ def _decrypt(buf: bytes, start: int, pn_off: int, end: int, version: int,
     nonce = (int.from_bytes(iv, "big") ^ int.from_bytes(pn, "big")).to_bytes(12, "big")
     try:
         return aead.decrypt(nonce, buf[pn_off + pn_len:end], header)
-    except Exception:  # noqa: BLE001 - InvalidTag: not a client Initial under these keys
+    except (InvalidTag, ValueError):   # not a client Initial under these keys
         return None
 
 
@@ -243,30 +242,27 @@ class CryptoAssembler:
         self.overflow = False
 
     def add(self, offset: int, data: bytes) -> None:
-        try:
-            if offset < 0 or not data:
-                return
-            end = offset + len(data)
-            if end > self._cap:
-                self.overflow = True
-                if offset >= self._cap:
-                    return
-                data = data[:self._cap - offset]
-                end = self._cap
-            if end <= len(self._data):
-                return                         # nothing new
-            if offset > len(self._data):
-                if len(self._pending) >= self.MAX_PENDING:
-                    self.overflow = True
-                    return
-                old = self._pending.get(offset)
-                if old is None or len(old) < len(data):
-                    self._pending[offset] = bytes(data)
-                return
-            self._data += data[len(self._data) - offset:]
-            self._drain()
-        except Exception:  # noqa: BLE001 - never raise on odd arguments
+        if offset < 0 or not data:
             return
+        end = offset + len(data)
+        if end > self._cap:
+            self.overflow = True
+            if offset >= self._cap:
+                return
+            data = data[:self._cap - offset]
+            end = self._cap
+        if end <= len(self._data):
+            return                         # nothing new
+        if offset > len(self._data):
+            if len(self._pending) >= self.MAX_PENDING:
+                self.overflow = True
+                return
+            old = self._pending.get(offset)
+            if old is None or len(old) < len(data):
+                self._pending[offset] = bytes(data)
+            return
+        self._data += data[len(self._data) - offset:]
+        self._drain()
 
     def _drain(self) -> None:
         # Pull in pending pieces that now touch the contiguous prefix.

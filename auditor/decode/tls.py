@@ -1,16 +1,15 @@
 """TLS ClientHello decoder: SNI, ALPN, ECH presence and versions from a client's first bytes.
 
 Owns the record layer (reassembling one handshake message carried by several records) and
-the ClientHello body. Pure, never raises; answers with a `ClientHello` or one of the string
-sentinels so the tracker can tell "wait for more bytes" from "not TLS" from "lying lengths".
+the ClientHello body. Pure; answers with a `ClientHello` or a `Status` (see `outcome.py`)
+so the tracker can tell "wait for more bytes" from "not TLS" from "lying lengths".
 With Encrypted Client Hello (extension 0xfe0d) the SNI read here is the outer, public one:
 the only name on the wire, and the one a firewall sees too.
 """
 from __future__ import annotations
 
-NEED_MORE = "need_more"
-MALFORMED = "malformed"
-NOT_TLS = "not_tls"
+from dataclasses import dataclass
+from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, DecodeError, Status
 
 MAX_HELLO = 64 * 1024        # larger handshake messages are not a real ClientHello
 MAX_RECORD = (1 << 14) + 2048  # RFC 8446 5.2 ceiling on a record's length
@@ -21,21 +20,14 @@ _EXT_SUPPORTED_VERSIONS = 0x002B
 _EXT_ECH = 0xFE0D
 
 
-class _Bad(Exception):
-    """Internal: a length inside the ClientHello does not fit (never escapes the module)."""
-
-
+@dataclass(slots=True, repr=False)
 class ClientHello:
     """What the auditor needs from a ClientHello."""
-    __slots__ = ("sni", "alpn", "ech", "version", "supported_versions")
-
-    def __init__(self, sni: str | None, alpn: tuple[str, ...], ech: bool, version: int,
-                 supported_versions: tuple[int, ...]):
-        self.sni = sni
-        self.alpn = alpn
-        self.ech = ech
-        self.version = version
-        self.supported_versions = supported_versions
+    sni: str | None
+    alpn: tuple[str, ...]
+    ech: bool
+    version: int
+    supported_versions: tuple[int, ...]
 
     def __repr__(self) -> str:
         return (f"ClientHello(sni={self.sni!r}, alpn={self.alpn!r}, ech={self.ech}, "
@@ -51,25 +43,25 @@ def _text(b: bytes) -> str:
         return b.decode("utf-8", "backslashreplace")
 
 
-def parse_records(buf: bytes) -> ClientHello | str:
+def parse_records(buf: bytes) -> ClientHello | Status:
     """Parse a client's first TCP bytes: TLS records carrying one ClientHello."""
     try:
         return _parse_records(bytes(buf))
-    except Exception:  # noqa: BLE001 - "never raises" is the contract for untrusted bytes
+    except UNDECODABLE:
         return MALFORMED
 
 
-def _parse_records(buf: bytes) -> ClientHello | str:
+def _parse_records(buf: bytes) -> ClientHello | Status:
     n = len(buf)
     if n == 0:
         return NEED_MORE
     if buf[0] != 0x16:
-        return NOT_TLS
+        return NOT_THIS
     # Record versions seen in ClientHellos: 0x0300 (SSL 3 compatible) to 0x0304.
     if n >= 2 and buf[1] != 0x03:
-        return NOT_TLS
+        return NOT_THIS
     if n >= 3 and buf[2] > 0x04:
-        return NOT_TLS
+        return NOT_THIS
     frags: list[bytes] = []   # joined once at the end: += would be quadratic
     have = 0
     off = 0
@@ -80,7 +72,7 @@ def _parse_records(buf: bytes) -> ClientHello | str:
         if buf[off] != 0x16:
             return MALFORMED  # e.g. an alert or application data before the hello ended
         if buf[off + 1] != 0x03 or buf[off + 2] > 0x04:
-            return NOT_TLS if off == 0 else MALFORMED
+            return NOT_THIS if off == 0 else MALFORMED
         rlen = (buf[off + 3] << 8) | buf[off + 4]
         if rlen == 0 or rlen > MAX_RECORD:
             return MALFORMED  # RFC 8446 5.1: no zero-length handshake fragments
@@ -95,16 +87,16 @@ def _parse_records(buf: bytes) -> ClientHello | str:
             if need > MAX_HELLO:
                 return MALFORMED
         if need >= 0 and have >= need:
-            return _hello(b"".join(frags), need)
+            return _hello_body(b"".join(frags), need)
         if len(frag) < rlen:
             return NEED_MORE
         off += 5 + rlen
 
 
-def parse_handshake(buf: bytes) -> ClientHello | str:
+def parse_handshake(buf: bytes) -> ClientHello | Status:
     """Parse raw handshake bytes (no record layer), e.g. reassembled QUIC CRYPTO data."""
+    buf = bytes(buf)
     try:
-        buf = bytes(buf)
         if len(buf) < 4:
             return NEED_MORE if (not buf or buf[0] == 1) else MALFORMED
         if buf[0] != 1:
@@ -114,43 +106,36 @@ def parse_handshake(buf: bytes) -> ClientHello | str:
             return MALFORMED
         if len(buf) < need:
             return NEED_MORE
-        return _hello(buf, need)
-    except Exception:  # noqa: BLE001
-        return MALFORMED
-
-
-def _hello(hs: bytes, end: int) -> ClientHello | str:
-    """Decode the ClientHello body in hs[4:end]; lengths must nest exactly."""
-    try:
-        return _hello_body(hs, end)
-    except _Bad:
+        return _hello_body(buf, need)
+    except UNDECODABLE:
         return MALFORMED
 
 
 def _vec(buf: bytes, off: int, size: int, end: int) -> tuple[int, int]:
     """A length-prefixed vector at off: return (start, stop) of its contents."""
     if off + size > end:
-        raise _Bad
+        raise DecodeError
     ln = int.from_bytes(buf[off:off + size], "big")
     stop = off + size + ln
     if stop > end:
-        raise _Bad
+        raise DecodeError
     return off + size, stop
 
 
 def _hello_body(hs: bytes, end: int) -> ClientHello:
+    """Decode the ClientHello body in hs[4:end]; lengths must nest exactly."""
     off = 4
     if off + 34 > end:
-        raise _Bad
+        raise DecodeError
     version = (hs[off] << 8) | hs[off + 1]
     off += 34                                   # legacy_version + random
     _, off = _vec(hs, off, 1, end)              # legacy_session_id
     s, off = _vec(hs, off, 2, end)              # cipher_suites
     if off == s or (off - s) & 1:
-        raise _Bad
+        raise DecodeError
     s, off = _vec(hs, off, 1, end)              # legacy_compression_methods
     if off == s:
-        raise _Bad
+        raise DecodeError
     sni = None
     alpn: tuple[str, ...] = ()
     ech = False
@@ -159,11 +144,11 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
     if off < end:                               # extensions are optional before TLS 1.3
         s, stop = _vec(hs, off, 2, end)
         if stop != end:
-            raise _Bad
+            raise DecodeError
         off = s
         while off < stop:
             if off + 4 > stop:
-                raise _Bad
+                raise DecodeError
             etype = (hs[off] << 8) | hs[off + 1]
             es, ee = _vec(hs, off + 2, 2, stop)
             off = ee
@@ -177,7 +162,7 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
             elif etype == _EXT_SUPPORTED_VERSIONS:
                 vs, ve = _vec(hs, es, 1, ee)
                 if ve != ee or (ve - vs) & 1:
-                    raise _Bad
+                    raise DecodeError
                 versions = tuple((hs[i] << 8) | hs[i + 1] for i in range(vs, ve, 2))
             elif etype == _EXT_ECH:
                 ech = True
@@ -189,11 +174,11 @@ def _sni(hs: bytes, start: int, end: int) -> str | None:
         return None                             # empty SNI ext (a server's echo, RFC 6066)
     s, stop = _vec(hs, start, 2, end)
     if stop != end:
-        raise _Bad
+        raise DecodeError
     off = s
     while off < stop:
         if off + 3 > stop:
-            raise _Bad
+            raise DecodeError
         ntype = hs[off]
         ns, ne = _vec(hs, off + 1, 2, stop)
         off = ne
@@ -205,7 +190,7 @@ def _sni(hs: bytes, start: int, end: int) -> str | None:
 def _alpn(hs: bytes, start: int, end: int) -> tuple[str, ...]:
     s, stop = _vec(hs, start, 2, end)
     if stop != end:
-        raise _Bad
+        raise DecodeError
     out = []
     off = s
     while off < stop:

@@ -15,20 +15,30 @@ flows there are, and many small flows cannot dodge the sum. Severity high.
 """
 from __future__ import annotations
 
-from auditor.detect.window import Detector
+from pydantic import Field
+
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import FlowEnded
-from auditor.settings import BulkUploadSettings
-from auditor.track.names import Evictions
 
 BUCKETS = 10
 MIB = 1024 * 1024
 
 
-class BulkUpload(Detector):
-    name = "bulk_upload"
+class BulkUploadSettings(DetectorSettings):
+    """`bulk_upload` thresholds."""
+    window_seconds: float = Field(600.0, gt=0, description="sliding window bytes are summed over")
+    min_bytes: int = Field(20 * MIB, ge=1, description="bytes sent to one destination in the window")
+    min_pcr: float = Field(0.5, ge=-1, le=1, description="producer-consumer ratio (up-down)/(up+down)")
 
-    def __init__(self, settings: BulkUploadSettings, max_keys: int, evictions: Evictions | None = None):
-        super().__init__(settings.window_seconds, max_keys, evictions)
+
+class BulkUpload(Detector):
+    """A node pushing much more than it pulls to one destination."""
+    name = "bulk_upload"
+    severities = ("high",)
+    Settings = BulkUploadSettings
+
+    def __init__(self, settings: BulkUploadSettings, context: Context) -> None:
+        super().__init__(settings, context)
         self.s = settings
         self.dest = self.table()   # key -> list of [bucket start, up, down, flows]
 

@@ -12,44 +12,30 @@ configured DNS servers, non-global addresses (private, loopback, link-local, mul
 reserved), ICMP (no name is ever expected for a ping), port 0 (non-first IP fragments carry
 no ports). An SNI or Host that is an IP literal names nothing and does not exempt the flow.
 
-Severity medium. A flow already running when capture started (a TCP flow without its SYN, a
-QUIC flow first seen in short-header packets) also looks unnamed: its SNI and its lookup
-went by before the capture. The tracker does not yet record whether a flow's start was
-seen; when it does (`flow.midstream`), such flows are reported as low.
+Severity medium. A flow already running when capture started (a TCP flow without its SYN)
+also looks unnamed: its SNI and its lookup went by before the capture; such flows
+(`flow.midstream`) are reported as low.
 """
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
-from auditor.detect.dnsnames import canonical_ip, is_ip
-from auditor.detect.window import Detector
+from auditor import addresses
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import DnsAnswered, FlowNamed
-from auditor.track.names import Evictions
 
 PLATFORM = frozenset({"168.63.129.16", "169.254.169.254"})
 DNS_PORT = 53
 NAMED_BY_PAYLOAD = ("sni", "quic_sni", "http_host")
 
 
-@lru_cache(maxsize=65536)
-def is_public(ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if addr.version == 6 and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_global and not addr.is_multicast
-
-
 class DirectIp(Detector):
+    """Egress to a public address no DNS answer gave, with no SNI or Host naming it."""
     name = "direct_ip"
+    severities = ("low", "medium")
+    Settings = DetectorSettings
 
-    def __init__(self, window_seconds: float, max_keys: int, dns_servers=(),
-                 evictions: Evictions | None = None):
-        super().__init__(window_seconds, max_keys, evictions)
-        self.exempt = PLATFORM | frozenset(dns_servers)
+    def __init__(self, settings: DetectorSettings, context: Context) -> None:
+        super().__init__(settings, context)
+        self.exempt = PLATFORM | frozenset(context.dns_servers)
         self.answered = self.table()   # IP -> name that a solicited answer gave for it
 
     def dns_answered(self, ev: DnsAnswered) -> None:
@@ -64,10 +50,10 @@ class DirectIp(Detector):
                 or flow.server_port in (DNS_PORT, 0) or flow.client_port == DNS_PORT):
             return
         ip = _norm_ip(flow.server_ip)
-        if ip in self.exempt or not is_public(ip):
+        if ip in self.exempt or not addresses.is_public(ip):
             return
         if flow.name_source == "dns" or (flow.name_source in NAMED_BY_PAYLOAD
-                                         and not is_ip(flow.domain)):
+                                         and not addresses.is_ip(flow.domain)):
             return
         if ip in self.answered:
             self.answered.move_to_end(ip)
@@ -81,13 +67,12 @@ class DirectIp(Detector):
             "server_bytes": flow.s_bytes,
             "name_source": flow.name_source,
         }
-        midstream = getattr(flow, "midstream", None)
-        if midstream is not None:
-            evidence["midstream"] = bool(midstream)
+        midstream = flow.midstream
+        evidence["midstream"] = midstream
         if flow.name_source in NAMED_BY_PAYLOAD:
             evidence["ip_literal_name"] = flow.domain
         self.fire(flow.last, "low" if midstream else "medium", ip, evidence, flow)
 
 
 def _norm_ip(ip: str) -> str:
-    return canonical_ip(ip) or ip
+    return addresses.canonical(ip) or ip

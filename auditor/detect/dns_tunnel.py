@@ -18,19 +18,37 @@ critical when two of the three conditions hold at the moment it fires.
 """
 from __future__ import annotations
 
-from collections import deque
+import math
+import re
+from collections import Counter, deque
 from functools import lru_cache
 
-from auditor.detect.dnsnames import entropy, normal, registered_domain, wire
-from auditor.detect.window import Detector
+from pydantic import Field
+
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import DnsAnswered, DnsQuery
-from auditor.settings import DnsTunnelSettings
-from auditor.track.names import Evictions
+from auditor.hostnames import normalise, registered_domain
 
 NULL = 10
 DNS_PORT = 53
 REVERSE = ("arpa", "ip6.int")
 NAMES_PER_KEY = 64   # distinct recent names kept per (querier, domain)
+_ESCAPE = re.compile(r"\\(\d{3}|.)")
+
+
+class DnsTunnelingSettings(DetectorSettings):
+    """`dns_tunneling` thresholds; why these values: docs/detectors.md."""
+    min_queries: int = Field(25, ge=1, description="suspicious queries in the window")
+    long_subdomain: int = Field(50, ge=1, description="subdomain bytes that make a query suspicious")
+    entropy_bits: float = Field(3.5, ge=0, description="subdomain entropy (bits/byte) that makes it suspicious")
+    entropy_min_length: int = Field(20, ge=1, description="entropy only judged over this many bytes")
+    min_distinct_names: int = Field(15, ge=1, description="distinct suspicious names in the window")
+    txt_long_name: int = Field(30, ge=1, description="subdomain bytes of a TXT query that count as long")
+    txt_min_queries: int = Field(5, ge=1, description="distinct long TXT names in the window")
+    txt_qtypes: list[int] = Field(default_factory=lambda: [16, 15, 5],
+                                  description="query types judged like TXT (TXT, MX, CNAME carry data back)")
+    ignore_domains: list[str] = Field(default_factory=list,
+                                      description="registered domains never reported (e.g. AV reputation lookups)")
 
 
 class _Recent:
@@ -45,12 +63,15 @@ class _Recent:
 
 
 class DnsTunneling(Detector):
+    """Data smuggled in DNS names: long or high-entropy subdomains, NULL or long TXT queries."""
     name = "dns_tunneling"
+    severities = ("high", "critical")
+    Settings = DnsTunnelingSettings
 
-    def __init__(self, settings: DnsTunnelSettings, max_keys: int, evictions: Evictions | None = None):
-        super().__init__(settings.window_seconds, max_keys, evictions)
+    def __init__(self, settings: DnsTunnelingSettings, context: Context) -> None:
+        super().__init__(settings, context)
         self.s = settings
-        self.ignore = tuple(normal(d) for d in settings.ignore_domains)
+        self.ignore = tuple(normalise(d) for d in settings.ignore_domains)
         self.txt_qtypes = frozenset(settings.txt_qtypes)
         self.keys = self.table()   # (querier, registered domain) -> _Recent
 
@@ -58,7 +79,7 @@ class DnsTunneling(Detector):
         flow = ev.flow
         querier = flow.server_ip if flow.client_port == DNS_PORT != flow.server_port else flow.client_ip
         for qname, qtype in ev.message.questions:
-            self._count(ev.ts, querier, normal(qname), qtype, ev)
+            self._count(ev.ts, querier, normalise(qname), qtype, ev)
 
     def dns_answered(self, ev: DnsAnswered) -> None:
         if ev.solicited:  # its query was counted already
@@ -66,7 +87,7 @@ class DnsTunneling(Detector):
         flow = ev.flow
         querier = flow.client_ip if flow.server_port == DNS_PORT else flow.server_ip
         for qname, qtype in ev.message.questions:
-            self._count(ev.ts, querier, normal(qname), qtype, ev, seen_only=True)
+            self._count(ev.ts, querier, normalise(qname), qtype, ev, seen_only=True)
 
     def _count(self, ts: float, querier: str, name: str, qtype: int, ev, seen_only=False) -> None:
         s = self.s
@@ -139,6 +160,22 @@ class DnsTunneling(Detector):
         self.fire(ts, severity, domain, evidence, flow, source_ip=querier,
                   destination_ip=flow.server_ip if flow.client_ip == querier else flow.client_ip,
                   destination_port=DNS_PORT, destination_domain=domain)
+
+
+def wire(text: str) -> bytes:
+    """The bytes an escaped name text stands for (`\\DDD` and `\\X` undone; dots kept)."""
+    if "\\" not in text:
+        return text.encode("ascii", "replace")
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1))) if len(m.group(1)) == 3 else m.group(1),
+                       text).encode("latin-1", "replace")
+
+
+def entropy(data: bytes) -> float:
+    """Shannon entropy in bits per byte."""
+    n = len(data)
+    if not n:
+        return 0.0
+    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
 
 
 @lru_cache(maxsize=16384)

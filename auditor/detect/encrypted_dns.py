@@ -2,8 +2,8 @@
 server IP. Judged when an egress flow's name is settled:
 - TCP or UDP port 853: DNS over TLS / DNS over QUIC;
 - the flow's name (TLS or QUIC SNI, HTTP Host, or the DNS name it was reached by) is a known
-  DoH resolver from `doh_resolvers` or a subdomain of one;
-- the server is a well-known public resolver address (`doh_resolver_ips`) on TCP/UDP 443 or
+  DoH resolver from `resolvers` or a subdomain of one;
+- the server is a well-known public resolver address (`resolver_ips`) on TCP/UDP 443 or
   TCP 80. Those anycast addresses serve nothing but DNS, so HTTP(S) to them is DoH even when
   no name is visible: cleartext HTTP/2 (h2c) opens with `PRI * HTTP/2.0` and carries
   `:authority` HPACK-encoded, which is not an HTTP/1 Host the decoder reads, and a hard-coded
@@ -14,30 +14,58 @@ from __future__ import annotations
 
 import ipaddress
 
-from auditor.detect.dnsnames import canonical_ip, matches_any, normal
-from auditor.detect.window import Detector
+from pydantic import Field, field_validator
+
+from auditor import addresses
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import FlowNamed
-from auditor.track.names import Evictions
+from auditor.hostnames import matches_any, normalise
 
 DOT_PORT = 853
 WEB_PORTS = {("tcp", 443), ("udp", 443), ("tcp", 80)}
 
 
-class EncryptedDns(Detector):
-    name = "encrypted_dns"
+class EncryptedDnsSettings(DetectorSettings):
+    """Known DNS-over-HTTPS resolvers, by name and by address."""
+    resolvers: list[str] = Field(default_factory=lambda: [
+        "dns.google", "dns.google.com", "cloudflare-dns.com", "mozilla.cloudflare-dns.com",
+        "one.one.one.one", "1dot1dot1dot1.cloudflare-dns.com", "dns.quad9.net", "dns9.quad9.net",
+        "dns11.quad9.net", "doh.opendns.com", "doh.familyshield.opendns.com", "dns.adguard.com",
+        "dns.adguard-dns.com", "doh.cleanbrowsing.org", "dns.nextdns.io", "doh.dns.sb",
+        "chrome.cloudflare-dns.com", "doh.mullvad.net"],
+        description="DoH resolver names (a subdomain of one counts too)")
+    resolver_ips: list[str] = Field(default_factory=lambda: [
+        # Google, Cloudflare, Quad9, OpenDNS, AdGuard public resolvers (v4 and v6 anycast):
+        # HTTP(S) to these is DoH whatever name it carries, or none.
+        "8.8.8.8", "8.8.4.4", "2001:4860:4860::8888", "2001:4860:4860::8844",
+        "1.1.1.1", "1.0.0.1", "2606:4700:4700::1111", "2606:4700:4700::1001",
+        "9.9.9.9", "149.112.112.112", "2620:fe::fe", "2620:fe::9",
+        "208.67.222.222", "208.67.220.220", "94.140.14.14", "94.140.15.15"],
+        description="public resolver addresses whose port 443/80 traffic is DoH")
 
-    def __init__(self, window_seconds: float, max_keys: int, resolvers=(), resolver_ips=(),
-                 evictions: Evictions | None = None):
-        super().__init__(window_seconds, max_keys, evictions)
-        self.resolvers = frozenset(normal(r) for r in resolvers)
-        self.resolver_ips = frozenset(str(ipaddress.ip_address(i)) for i in resolver_ips)
+    @field_validator("resolver_ips")
+    @classmethod
+    def _ips(cls, v: list[str]) -> list[str]:
+        return [str(ipaddress.ip_address(x)) for x in v]
+
+
+class EncryptedDns(Detector):
+    """DNS the auditor (and Azure DNS logging) cannot read: DoT, DoQ, DoH."""
+    name = "encrypted_dns"
+    severities = ("high",)
+    Settings = EncryptedDnsSettings
+
+    def __init__(self, settings: EncryptedDnsSettings, context: Context) -> None:
+        super().__init__(settings, context)
+        self.resolvers = frozenset(normalise(r) for r in settings.resolvers)
+        self.resolver_ips = frozenset(settings.resolver_ips)
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
         if not flow.egress or flow.transport not in ("tcp", "udp"):
             return
-        name = normal(flow.domain)
-        chain = [normal(n) for n in flow.dns_chain]
+        name = normalise(flow.domain)
+        chain = [normalise(n) for n in flow.dns_chain]
         if flow.server_port == DOT_PORT:
             via = "dot" if flow.transport == "tcp" else "doq"
         elif name and matches_any(name, self.resolvers):
@@ -56,4 +84,4 @@ class EncryptedDns(Detector):
 
 
 def _norm(ip: str) -> str:
-    return canonical_ip(ip) or ip
+    return addresses.canonical(ip) or ip

@@ -10,31 +10,29 @@ bypass; what the stub forwards upstream is seen and judged on its own. Severity 
 """
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
-
-from auditor.detect.dnsnames import canonical_ip
-from auditor.detect.window import Detector
+from auditor import addresses
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import DnsQuery, FlowNamed
-from auditor.track.flows import Flow
-from auditor.track.names import Evictions
+from auditor.flow import Flow
 
 DNS_PORT = 53
 
 
 class DnsResolverBypass(Detector):
+    """DNS to a server that is not one of the configured `dns_servers`."""
     name = "dns_resolver_bypass"
+    severities = ("medium",)
+    Settings = DetectorSettings
 
-    def __init__(self, window_seconds: float, max_keys: int, dns_servers=(),
-                 evictions: Evictions | None = None):
-        super().__init__(window_seconds, max_keys, evictions)
-        self.allowed = frozenset(str(ipaddress.ip_address(s)) for s in dns_servers)
+    def __init__(self, settings: DetectorSettings, context: Context) -> None:
+        super().__init__(settings, context)
+        self.allowed = frozenset(addresses.canonical(s) or s for s in context.dns_servers)
 
     def _bypass(self, flow: Flow) -> bool:
         if not flow.egress or flow.server_port != DNS_PORT or flow.transport not in ("tcp", "udp"):
             return False
-        addr = canonical_ip(flow.server_ip)
-        return addr is not None and addr not in self.allowed and not _is_loopback(addr)
+        addr = addresses.canonical(flow.server_ip)
+        return addr is not None and addr not in self.allowed and not addresses.is_loopback(addr)
 
     def dns_query(self, ev: DnsQuery) -> None:
         flow = ev.flow
@@ -52,7 +50,3 @@ class DnsResolverBypass(Detector):
                          "configured_dns_servers": sorted(self.allowed)})
         self.fire(ts, "medium", flow.server_ip, evidence, flow, destination_domain=None)
 
-
-@lru_cache(maxsize=4096)
-def _is_loopback(addr: str) -> bool:
-    return ipaddress.ip_address(addr).is_loopback

@@ -17,19 +17,21 @@ evidence says whether the SNI name was resolved to other addresses (CDN rotation
 """
 from __future__ import annotations
 
-from auditor.detect.dnsnames import normal, registered_domain
-from auditor.detect.window import Detector
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import DnsAnswered, FlowNamed
-from auditor.track.names import Evictions
+from auditor.hostnames import normalise, registered_domain
 
 NAMES_PER_IP = 32
 
 
 class SniMismatch(Detector):
+    """The SNI names a host DNS never resolved to this address, while DNS named it otherwise."""
     name = "sni_mismatch"
+    severities = ("medium",)
+    Settings = DetectorSettings
 
-    def __init__(self, window_seconds: float, max_keys: int, evictions: Evictions | None = None):
-        super().__init__(window_seconds, max_keys, evictions)
+    def __init__(self, settings: DetectorSettings, context: Context) -> None:
+        super().__init__(settings, context)
         self.by_ip = self.table()        # IP -> {name: None} (insertion-ordered, capped)
         self.resolved = self.table()     # name -> None: names any solicited answer gave an IP
 
@@ -39,7 +41,7 @@ class SniMismatch(Detector):
         for ip, chain in ev.chains.items():
             names = self.by_ip.touch(ip, dict)
             for n in chain:
-                n = normal(n)
+                n = normalise(n)
                 names.pop(n, None)
                 names[n] = None
                 self.resolved.put(n, None)
@@ -48,14 +50,14 @@ class SniMismatch(Detector):
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
-        sni = normal(flow.sni or flow.quic_sni)
+        sni = normalise(flow.sni or flow.quic_sni)
         if not flow.egress or not sni:
             return
         names = self.by_ip.get(flow.server_ip)
         if not names:
             return  # DNS never named this address: nothing to contradict (see direct_ip)
         self.by_ip.move_to_end(flow.server_ip)
-        if sni in names or sni in (normal(n) for n in flow.dns_chain):
+        if sni in names or sni in (normalise(n) for n in flow.dns_chain):
             return
         reg = registered_domain(sni)
         if any(registered_domain(n) == reg for n in names):

@@ -6,7 +6,7 @@ scenario specific outbound rules"); required rules are named as Azure names them
 """
 from __future__ import annotations
 
-from .model import (Category, FqdnRule, IsolationMode, PortRange, PrivateEndpointRule, Rule,
+from .model import (Category, Protocol, FqdnRule, IsolationMode, PortRange, PrivateEndpointRule, Rule,
                     ServiceTagRule)
 from .match import normalise_pattern
 
@@ -14,7 +14,7 @@ PLATFORM_IPS = ("168.63.129.16", "169.254.169.254")   # Azure wire server / DNS,
 DEFAULT_DNS_SERVERS = ("168.63.129.16",)
 
 
-def _st(tag: str, protocol: str, ports: tuple[tuple[int, int], ...]) -> ServiceTagRule:
+def _st(tag: str, protocol: Protocol, ports: tuple[tuple[int, int], ...]) -> ServiceTagRule:
     suffix = "" if protocol == "*" else f"_{protocol.upper()}"
     return ServiceTagRule(name=f"__SYS_ST_{tag}{suffix}", category=Category.REQUIRED,
                           service_tag=tag, protocol=protocol,

@@ -8,17 +8,17 @@ endpoints whose names cannot be derived, unknown keys.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from . import builtin
-from .azure import load_policy_lenient
-from .endpoints import derive_fqdns, known_subresource, parse_resource_id
+from .endpoints import known_subresource, parse_resource_id, rule_names
 from .match import is_storage_pattern
 from .model import (FqdnRule, IsolationMode, Policy, PrivateEndpointRule, Problem,
                     ServiceTagRule)
 from .servicetags import ServiceTags
 
 
-def _p(policy: Policy, level: str, rule, field: str, reason: str) -> Problem:
+def _p(policy: Policy, level: Literal["error", "warning"], rule, field: str, reason: str) -> Problem:
     return Problem(level=level, file=policy.path, reason=reason, line=rule.line, rule=rule.name,
                    field=field)
 
@@ -55,10 +55,7 @@ def lint(policy: Policy, tags: ServiceTags | None, include: tuple[str, ...] = ()
         if isinstance(rule, PrivateEndpointRule):
             parsed = parse_resource_id(rule.service_resource_id)
             rtype = parsed[0] if parsed else ""
-            if not rule.fqdns and not derive_fqdns(rule.service_resource_id,
-                                                   rule.subresource_target,
-                                                   region=policy.location,
-                                                   workspace_id=policy.workspace_id):
+            if not rule_names(rule, region=policy.location, workspace_id=policy.workspace_id):
                 why = ("unknown resource type/subresource" if not known_subresource(
                     rtype, rule.subresource_target) else "needs the workspace region/id")
                 out.append(_p(policy, "warning", rule, "destination.subresource_target",
@@ -74,9 +71,3 @@ def lint(policy: Policy, tags: ServiceTags | None, include: tuple[str, ...] = ()
                                    "(storage_requires_private_endpoint)"))
     return out
 
-
-def check(path: str, tags: ServiceTags | None, *, region: str | None = None,
-          include: tuple[str, ...] = ()) -> list[Problem]:
-    """Everything wrong with a policy file, loader problems first; PolicyError if unreadable."""
-    policy, problems = load_policy_lenient(path, region=region)
-    return list(problems) + lint(policy, tags, include)

@@ -4,28 +4,20 @@ Semantics (Azure Firewall application rules, as SPEC §6 states them):
 * `*` may only be the left-most character; `*` alone matches every name.
 * `*.contoso.com` matches any depth of subdomain (`a.b.contoso.com`) but not `contoso.com`.
 * `*contoso.com` (no dot after the star) is a plain suffix: `contoso.com`, `xcontoso.com`.
-* Case-insensitive, a trailing dot is ignored, internationalised names compare as A-labels.
+* Case-insensitive, a trailing dot is ignored, internationalised names compare as A-labels
+  (`auditor.hostnames.normalise`).
 """
 from __future__ import annotations
 
 import re
 from typing import Generic, Iterable, TypeVar
 
+from auditor.hostnames import normalise
+
 T = TypeVar("T")
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 STORAGE_SUFFIXES = tuple(f".{s}.core.windows.net" for s in ("blob", "file", "queue", "table", "dfs"))
-
-
-def normalise_name(name: str) -> str:
-    """Lower case, no trailing dot, A-labels. Never raises: undecodable names stay lower-cased."""
-    name = name.rstrip(".").lower()
-    if not name.isascii():
-        try:
-            name = name.encode("idna").decode("ascii")
-        except UnicodeError:
-            pass
-    return name
 
 
 class PatternError(ValueError):
@@ -45,7 +37,7 @@ def normalise_pattern(pattern: str) -> str:
         raise PatternError(f"{pattern!r}: '*' is only allowed as the left-most character")
     if star and body == "":
         return "*"
-    body = normalise_name(body[1:] if body.startswith(".") and star else body)
+    body = normalise(body[1:] if body.startswith(".") and star else body)
     for label in body.split("."):
         if not _LABEL.match(label):
             raise PatternError(f"{pattern!r} is not a valid host name (label {label!r})")

@@ -1,7 +1,7 @@
 """The normalised policy: one pydantic model whatever Azure dialect the file was written in.
 
-Owns the vocabulary (isolation modes, rule types, categories, ports, protocols) and the
-`PolicyError` every loader raises. Parsing lives in `azure.py`; built-ins in `builtin.py`.
+Owns the vocabulary (isolation modes, rule types, categories, ports, protocols). Every loader
+raises `auditor.errors.PolicyError`. Parsing lives in `azure.py`; built-ins in `builtin.py`.
 """
 from __future__ import annotations
 
@@ -10,28 +10,10 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from auditor.errors import PolicyError, where
 
-class PolicyError(Exception):
-    """A policy file could not be used; `str()` is one line naming the file, rule and field."""
-
-    def __init__(self, file: str, reason: str, *, line: int | None = None,
-                 rule: str | None = None, field: str | None = None) -> None:
-        self.file, self.reason, self.line, self.rule, self.field = file, reason, line, rule, field
-        super().__init__(format_problem(file, reason, line=line, rule=rule, field=field))
-
-
-def format_problem(file: str, reason: str, *, line: int | None = None, rule: str | None = None,
-                   field: str | None = None, level: str | None = None) -> str:
-    """`policy.yaml:14: rule 'pypi': destination.port_ranges: reason` (parts omitted when unknown)."""
-    parts = [f"{file}:{line}" if line else file]
-    if level:
-        parts.append(level)
-    if rule is not None:
-        parts.append(f"rule {rule!r}")
-    if field:
-        parts.append(field)
-    parts.append(reason)
-    return ": ".join(parts)
+__all__ = ["PolicyError", "IsolationMode", "RuleType", "Category", "PortRange", "FqdnRule",
+           "ServiceTagRule", "PrivateEndpointRule", "Rule", "Problem", "Policy"]
 
 
 class IsolationMode(str, enum.Enum):
@@ -117,8 +99,8 @@ class Problem(BaseModel):
     field: str | None = None
 
     def __str__(self) -> str:
-        return format_problem(self.file, self.reason, line=self.line, rule=self.rule,
-                              field=self.field, level=self.level)
+        return where(self.file, self.reason, line=self.line, rule=self.rule,
+                     field=self.field, level=self.level)
 
 
 class Policy(BaseModel):

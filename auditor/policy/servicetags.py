@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
+import re
+from datetime import datetime, timezone
 from bisect import bisect_right
 from pathlib import Path
 from typing import Iterable
+
+from auditor.addresses import parse as parse_address
 
 from .model import PolicyError
 
@@ -27,21 +30,21 @@ def default_path() -> Path:
     return found[-1]
 
 
+def published_date(path: str | os.PathLike) -> float | None:
+    """Publication date (UTC midnight, epoch seconds) from a `ServiceTags_*_YYYYMMDD.json`
+    file name, None when the name carries no date."""
+    m = re.search(r"_(\d{8})\.json$", str(path))
+    if not m:
+        return None
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
 def normalise_region(region: str) -> str:
     """`East US`, `EastUS`, `east_us` -> `eastus` (ARM location names)."""
     return "".join(ch for ch in region.lower() if ch.isalnum())
-
-
-def parse_address(text: str) -> tuple[int, int] | None:
-    """(family bits 32|128, integer) for an address string, None if it is not one."""
-    try:
-        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
-    except OSError:
-        pass
-    try:
-        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, text.split("%", 1)[0]), "big")
-    except (OSError, ValueError):
-        return None
 
 
 def parse_prefix(text: str) -> tuple[int, int, int]:
@@ -117,6 +120,9 @@ class PrefixTable:
         return sum(len(s) for s in self._starts.values())
 
 
+_LOADED: dict[tuple, "ServiceTags"] = {}
+
+
 class ServiceTags:
     """A loaded service-tags file. Tag names resolve case-insensitively, regions by ARM name."""
 
@@ -129,14 +135,25 @@ class ServiceTags:
         self.region = normalise_region(region) if region else None
         self.change_number = change_number
         self.cloud = cloud
+        self.published = published_date(path)
+        self.sizes: dict[str, int] = {}     # tag -> addresses it covers (v4 and v6 on one scale)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, region: str | None = None,
              virtual_network: Iterable[str] = ()) -> "ServiceTags":
-        """Read a `ServiceTags_*.json` download; `virtual_network` is the `VirtualNetwork` tag."""
+        """Read a `ServiceTags_*.json` download; `virtual_network` is the `VirtualNetwork` tag.
+
+        The parsed table is kept for the life of the process, keyed by the file's identity
+        (path, size, modification time) and the options: a second audit in one process (tests,
+        the API) or a SIGHUP with an unchanged file costs nothing, a replaced file is re-read."""
         path = Path(path) if path else default_path()
         try:
-            if path.stat().st_size > MAX_FILE_BYTES:
+            st = path.stat()
+            key = (str(path.resolve()), st.st_size, st.st_mtime_ns, region, tuple(virtual_network))
+            hit = _LOADED.get(key)
+            if hit is not None:
+                return hit
+            if st.st_size > MAX_FILE_BYTES:
                 raise PolicyError(str(path), f"service tags file larger than {MAX_FILE_BYTES} bytes")
             doc = json.loads(path.read_bytes())
         except OSError as exc:
@@ -146,9 +163,13 @@ class ServiceTags:
         values = doc.get("values") if isinstance(doc, dict) else None
         if not isinstance(values, list):
             raise PolicyError(str(path), "not a service tags file: no 'values' list")
-        return cls.from_values(values, region=region, virtual_network=virtual_network,
+        tags = cls.from_values(values, region=region, virtual_network=virtual_network,
                                path=str(path), change_number=doc.get("changeNumber"),
                                cloud=doc.get("cloud"))
+        _LOADED[key] = tags
+        while len(_LOADED) > 4:
+            del _LOADED[next(iter(_LOADED))]
+        return tags
 
     @classmethod
     def from_values(cls, values: list, *, region: str | None = None,
@@ -195,9 +216,9 @@ class ServiceTags:
         for name, plist in prefixes.items():
             base, dot, _ = name.partition(".")
             # A global tag includes all its regions, whatever the file's own lists say.
-            labels = (name, base) if dot and base in prefixes else (name,)
+            own = (name, base) if dot and base in prefixes else (name,)
             for text in plist:
-                by_text.setdefault(text, set()).update(labels)
+                by_text.setdefault(text, set()).update(own)
         for text in virtual_network:
             by_text.setdefault(text, set()).add("VirtualNetwork")
         grouped: dict[tuple[int, int, int], set[str]] = {}
@@ -213,8 +234,13 @@ class ServiceTags:
                 grouped[key] |= labels
             else:
                 grouped[key] = labels
-        return cls(PrefixTable(grouped=grouped), names, path=path, region=region,
+        tags = cls(PrefixTable(grouped=grouped), names, path=path, region=region,
                    change_number=change_number, cloud=cloud)
+        for (bits, first, last), labels in grouped.items():
+            size = (last - first + 1) << (128 - bits)
+            for lab in labels:
+                tags.sizes[lab] = tags.sizes.get(lab, 0) + size
+        return tags
 
     def resolve(self, tag: str) -> str | None:
         """Canonical spelling of a tag (`microsoftcontainerregistry.eastus` -> `...EastUS`)."""

@@ -5,33 +5,74 @@ labels of each name, whatever the number of rules. Nothing is cached per call.
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
+from auditor import addresses
+from auditor.hostnames import normalise
+
 from . import builtin
-from .endpoints import derive_fqdns, privatelink_forms
-from .match import FqdnMatcher, is_storage_name, normalise_name
+from .endpoints import rule_names
+from .match import FqdnMatcher, is_storage_name
 from .model import (FqdnRule, IsolationMode, Policy, PrivateEndpointRule, ServiceTagRule)
 from .servicetags import PrefixTable, ServiceTags, parse_address, parse_prefix
 
-REASONS = ("platform", "isolation_disabled", "private_endpoint", "internet_outbound",
-           "service_tag_deny", "service_tag", "fqdn", "fqdn_needs_sni_or_host",
-           "fqdn_port_not_supported", "storage_requires_private_endpoint", "no_matching_rule")
+
+class Reason(str, enum.Enum):
+    """Why a flow was allowed or denied, in the order the steps are tried; `explain` is the
+    sentence `policy explain` and `suggest` print for it."""
+    PLATFORM = ("platform", "Azure platform endpoint (DNS, wire server 168.63.129.16, IMDS): "
+                "always allowed.")
+    ISOLATION_DISABLED = ("isolation_disabled", "isolation_mode is disabled: outbound traffic is "
+                          "not restricted.")
+    PRIVATE_ENDPOINT = ("private_endpoint", "the name resolves to a private endpoint of the "
+                        "managed network.")
+    INTERNET_OUTBOUND = ("internet_outbound", "allow_internet_outbound: all internet outbound "
+                         "traffic is allowed.")
+    SERVICE_TAG_DENY = ("service_tag_deny", "a service-tag rule with action Deny matches this "
+                        "address and port.")
+    SERVICE_TAG = ("service_tag", "the address is in a service tag (or address prefix) an "
+                   "outbound rule allows.")
+    FQDN = ("fqdn", "an FQDN outbound rule matches the TLS SNI / HTTP Host.")
+    FQDN_NEEDS_SNI_OR_HOST = ("fqdn_needs_sni_or_host", "a rule matches the name only through "
+                              "DNS; Azure Firewall needs the TLS SNI (443) or HTTP Host (80) to "
+                              "match.")
+    FQDN_PORT_NOT_SUPPORTED = ("fqdn_port_not_supported", "FQDN rules only apply to TCP 80 and "
+                               "443 (not QUIC/UDP, not other ports).")
+    STORAGE_REQUIRES_PRIVATE_ENDPOINT = ("storage_requires_private_endpoint", "Azure Storage "
+                                         "cannot be reached through FQDN rules in approved-only "
+                                         "mode; add a private endpoint rule.")
+    NO_MATCHING_RULE = ("no_matching_rule", "no outbound rule allows it.")
+
+    def __new__(cls, value: str, explain: str) -> "Reason":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.explain = explain
+        return member
+
+    def __str__(self) -> str:
+        return self.value
+
+    explain: str
+
+
+REASONS = tuple(r.value for r in Reason)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
-    reason: str
+    reason: Reason
     rule: str | None = None
     rule_type: str = "none"            # platform|mode|private_endpoint|service_tag|fqdn|none
     service_tag: str | None = None
     private_endpoint: str | None = None
 
 
-_PLATFORM = Verdict(True, "platform", None, "platform")
-_DISABLED = Verdict(True, "isolation_disabled", None, "mode")
-_INTERNET = Verdict(True, "internet_outbound", None, "mode")
-_NO_MATCH = Verdict(False, "no_matching_rule")
+_PLATFORM = Verdict(True, Reason.PLATFORM, None, "platform")
+_DISABLED = Verdict(True, Reason.ISOLATION_DISABLED, None, "mode")
+_INTERNET = Verdict(True, Reason.INTERNET_OUTBOUND, None, "mode")
+_NO_MATCH = Verdict(False, Reason.NO_MATCHING_RULE)
 _ADDR_LABEL = "\x00rule:"   # labels of `address_prefixes` rules; cannot collide with a tag name
 
 
@@ -54,16 +95,8 @@ class Judge:
                                              tuple(include))
         self._tags = service_tags
         self._platform = frozenset(builtin.PLATFORM_IPS)
-        self._dns = frozenset(self._canon(ip) for ip in dns_servers)
+        self._dns = frozenset(addresses.canonical(ip) or ip for ip in dns_servers)
         self._compile()
-
-    @staticmethod
-    def _canon(ip: str) -> str:
-        import ipaddress
-        try:
-            return str(ipaddress.ip_address(ip))
-        except ValueError:
-            return ip
 
     def _compile(self) -> None:
         # Private endpoints: every name the endpoint answers to (explicit + derived, with the
@@ -71,12 +104,8 @@ class Judge:
         self._pe: FqdnMatcher[PrivateEndpointRule] = FqdnMatcher()
         for rule in self.rules:
             if isinstance(rule, PrivateEndpointRule):
-                names = derive_fqdns(rule.service_resource_id, rule.subresource_target,
-                                     region=self.policy.location,
-                                     workspace_id=self.policy.workspace_id)
-                for fq in rule.fqdns:
-                    names += privatelink_forms(fq) if "*" not in fq else (fq,)
-                for name in names:
+                for name in rule_names(rule, region=self.policy.location,
+                                       workspace_id=self.policy.workspace_id):
                     self._pe.add(name, rule)
         # Service tags: tag label -> rules; address-prefix rules get their own small table.
         self._by_label: dict[str, list[ServiceTagRule]] = {}
@@ -88,9 +117,10 @@ class Judge:
                 label = _ADDR_LABEL + rule.name
                 blocks += [(*parse_prefix(p), label) for p in rule.address_prefixes]
             else:
-                label = self._tags.resolve(rule.service_tag or "")
-                if label is None:
+                resolved = self._tags.resolve(rule.service_tag or "")
+                if resolved is None:
                     continue            # not in the tags file: matches nothing (policy check errs)
+                label = resolved
             self._by_label.setdefault(label, []).append(rule)
         self._addr = PrefixTable(blocks) if blocks else None
         self._fqdn: FqdnMatcher[FqdnRule] = FqdnMatcher(
@@ -109,9 +139,9 @@ class Judge:
         # 3. private endpoint reached through one of its names
         if self._pe and dns_names:
             for dn in dns_names:
-                pe = self._pe.match(normalise_name(dn))
+                pe = self._pe.match(normalise(dn))
                 if pe is not None:
-                    return Verdict(True, "private_endpoint", pe.name, "private_endpoint",
+                    return Verdict(True, Reason.PRIVATE_ENDPOINT, pe.name, "private_endpoint",
                                    None, pe.service_resource_id)
         # 4. internet outbound
         if mode is IsolationMode.ALLOW_INTERNET_OUTBOUND:
@@ -136,7 +166,7 @@ class Judge:
         labels = self._tags.tags_for_int(*parsed)
         if self._addr is not None:
             labels = labels + self._addr.lookup(*parsed)
-        allow: tuple[ServiceTagRule, str] | None = None
+        allow: tuple[ServiceTagRule, str | None] | None = None
         by_label = self._by_label
         for label in labels:
             for rule in by_label.get(label, ()):
@@ -144,11 +174,11 @@ class Judge:
                     continue
                 shown = rule.service_tag if label.startswith(_ADDR_LABEL) else label
                 if rule.action == "deny":
-                    return Verdict(False, "service_tag_deny", rule.name, "service_tag", shown)
+                    return Verdict(False, Reason.SERVICE_TAG_DENY, rule.name, "service_tag", shown)
                 if allow is None:
                     allow = (rule, shown)
         if allow is not None:
-            return Verdict(True, "service_tag", allow[0].name, "service_tag", allow[1])
+            return Verdict(True, Reason.SERVICE_TAG, allow[0].name, "service_tag", allow[1])
         return None
 
     def _fqdn_step(self, port: int, transport: str, name: str | None, name_source: str,
@@ -157,24 +187,24 @@ class Judge:
         presented = None
         if web and name and ((port == 443 and name_source == "sni")
                              or (port == 80 and name_source == "http_host")):
-            presented = normalise_name(name)
+            presented = normalise(name)
         if presented is not None:
             rule = self._fqdn.match(presented)
             if rule is not None:
                 if is_storage_name(presented):
-                    return Verdict(False, "storage_requires_private_endpoint", rule.name, "fqdn")
-                return Verdict(True, "fqdn", rule.name, "fqdn")
+                    return Verdict(False, Reason.STORAGE_REQUIRES_PRIVATE_ENDPOINT, rule.name, "fqdn")
+                return Verdict(True, Reason.FQDN, rule.name, "fqdn")
             return None          # the firewall sees this name and no rule names it
         # No usable SNI/Host: does any name we know for the flow match a rule?
         candidates = dns_names + ((name,) if name else ())
         for cand in candidates:
-            norm = normalise_name(cand)
+            norm = normalise(cand)
             rule = self._fqdn.match(norm)
             if rule is None:
                 continue
             if not web:
-                return Verdict(False, "fqdn_port_not_supported", rule.name, "fqdn")
+                return Verdict(False, Reason.FQDN_PORT_NOT_SUPPORTED, rule.name, "fqdn")
             if is_storage_name(norm):
-                return Verdict(False, "storage_requires_private_endpoint", rule.name, "fqdn")
-            return Verdict(False, "fqdn_needs_sni_or_host", rule.name, "fqdn")
+                return Verdict(False, Reason.STORAGE_REQUIRES_PRIVATE_ENDPOINT, rule.name, "fqdn")
+            return Verdict(False, Reason.FQDN_NEEDS_SNI_OR_HOST, rule.name, "fqdn")
         return None

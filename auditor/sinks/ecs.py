@@ -9,10 +9,10 @@ from __future__ import annotations
 import socket
 from datetime import datetime, timezone
 
-from auditor import __version__
-from auditor.decode import dns, http
+from auditor import __version__, hostnames
+from auditor.decode import dns
 from auditor.events import DnsAnswered, Finding
-from auditor.track.flows import Flow
+from auditor.flow import Flow
 
 HOSTNAME = socket.gethostname()
 
@@ -62,9 +62,10 @@ def flow_event(flow: Flow, action: str = "flow", ts: float | None = None, rulese
     server_name = flow.sni or flow.quic_sni
     if server_name:
         doc["tls"] = {"client": {"server_name": server_name}}
-    if flow.http_host:
-        doc["url"] = {"domain": http.host_name(flow.http_host)}
-    extra = {"name_source": flow.name_source}
+    host = hostnames.http_host(flow.http_host) if flow.http_host else None
+    if host:
+        doc["url"] = {"domain": host}
+    extra: dict = {"name_source": flow.name_source}
     if flow.dns_chain:
         extra["dns_chain"] = list(flow.dns_chain)
     if flow.ech:

@@ -26,7 +26,7 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def serve(registry: CollectorRegistry, host: str, port: int):
+def serve(registry: CollectorRegistry, host: str, port: int, web_config=None):
     """Start serving in a daemon thread; returns the server (call .shutdown() to stop)."""
     metrics = make_wsgi_app(registry)
 

@@ -16,27 +16,34 @@ import sys
 
 import orjson
 
+from auditor.components import Component
+from auditor.errors import OutputError
 from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
 from auditor.sinks import ecs
-
+from auditor.telemetry import Telemetry
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
-class JsonlSink:
-    def __init__(self, target: str, *, dns_events: bool = True, ruleset: str | None = None):
+class JsonlSink(Component):
+    name = "events"
+
+    def __init__(self, target: str, telemetry: Telemetry, *, dns_events: bool = True,
+                 ruleset: str | None = None):
         self.target = target
+        self.telemetry = telemetry
         self.ruleset = ruleset
-        self.errors = 0
+        self.dns_events = dns_events
         self.written = 0
         self._warned = False
         if target == "-":
             sys.stdout.flush()  # anything printed before goes first
             self._out = io.FileIO(sys.stdout.fileno(), "wb", closefd=False)
         else:
-            self._out = io.FileIO(target, "wb")
-        if not dns_events:
-            self.dns_answered = None  # type: ignore[assignment]  # the dispatcher skips it
+            try:
+                self._out = io.FileIO(target, "wb")
+            except OSError as exc:
+                raise OutputError(f"{target}: cannot write events: {exc.strerror or exc}") from None
 
     def _write(self, doc: dict) -> None:
         try:
@@ -44,8 +51,8 @@ class JsonlSink:
             while data:  # a raw write may be partial (a pipe, a signal)
                 data = data[self._out.write(data):]
             self.written += 1
-        except (OSError, ValueError, TypeError) as exc:  # ValueError: closed file
-            self.errors += 1
+        except (OSError, ValueError) as exc:  # ValueError: closed file
+            self.telemetry.sink_errors += 1
             if not self._warned:
                 self._warned = True
                 print(f"egress-auditor: event sink {self.target}: {exc}; "
@@ -59,7 +66,8 @@ class JsonlSink:
         self._write(ecs.flow_event(ev.flow, "violation", ts=ev.ts, ruleset=self.ruleset))
 
     def dns_answered(self, ev: DnsAnswered) -> None:
-        self._write(ecs.dns_event(ev))
+        if self.dns_events:
+            self._write(ecs.dns_event(ev))
 
     def finding(self, ev: Finding) -> None:
         self._write(ecs.finding_event(ev))

@@ -1,139 +1,209 @@
-"""Every Prometheus metric the auditor exports (SPEC §10), and their bounded label values.
+"""Every Prometheus metric the auditor exports, and their bounded label values.
 
-Event-driven counters (flows, verdicts, findings, DNS responses) are ordinary
-prometheus_client metrics updated by this component's handlers. Per-packet figures
-(packets, malformed, table sizes, evictions) are plain integers owned by the pipeline and
-read at scrape time by a collector, so the hot path never takes a metric lock.
+Nothing here touches a metric object per event: the `Metrics` component counts events into
+plain dicts, the pipeline's stages count into `Telemetry`, and one collector turns both into
+metric families when Prometheus scrapes (or the textfile is written). So there are no
+`*_created` series, every labelled counter exists from the start for its known label values,
+and the hot path never takes a lock.
 
 Labels never carry raw IPs or names, except `denied_destinations_total{destination}`, which
-admits at most `max_destination_labels` distinct values and folds the rest into "other".
+admits at most `max_destination_labels` distinct values and folds the rest into "other";
+every label value is cut to `MAX_LABEL` characters.
 """
 from __future__ import annotations
 
-import hashlib
-from typing import TYPE_CHECKING
+import time
+from typing import Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from auditor import __version__
+from auditor.components import Component
 from auditor.decode import dns
 from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
-
-if TYPE_CHECKING:
-    from auditor.pipeline import Pipeline
+from auditor.policy.verdict import Reason
+from auditor.telemetry import Layer, Table, Telemetry
 
 P = "egress_auditor_"
-KNOWN_QTYPES = frozenset({"A", "AAAA", "CNAME", "MX", "TXT", "NS", "PTR", "SOA", "SRV", "HTTPS", "SVCB",
-                          "NULL", "ANY", "CAA", "DS", "DNSKEY", "RRSIG", "NAPTR"})
-DETECTORS = ("dns_tunneling", "direct_ip", "dns_resolver_bypass", "encrypted_dns", "sni_mismatch",
-             "bulk_upload")
-SEVERITIES = ("low", "medium", "high", "critical")
-EVICTION_TABLES = ("flows", "dns_cache", "dns_pending", "fragments", "detector_state")
-KNOWN_RCODES = frozenset({"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"})
+MAX_LABEL = 128
+KNOWN_QTYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "PTR", "SOA", "SRV", "HTTPS", "SVCB",
+                "NULL", "ANY", "CAA", "DS", "DNSKEY", "RRSIG", "NAPTR", "none", "other")
+KNOWN_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other")
+VERDICTS = ("allowed", "denied", "unjudged")
+RULE_TYPES = ("platform", "mode", "private_endpoint", "service_tag", "fqdn", "none")
+DENY_REASONS = tuple(r.value for r in Reason if r in (
+    Reason.SERVICE_TAG_DENY, Reason.FQDN_NEEDS_SNI_OR_HOST, Reason.FQDN_PORT_NOT_SUPPORTED,
+    Reason.STORAGE_REQUIRES_PRIVATE_ENDPOINT, Reason.NO_MATCHING_RULE))
 
 
-class Metrics:
-    """Component: counts events into the registry it was given."""
+def label(value: object) -> str:
+    """A label value: text, at most MAX_LABEL characters."""
+    text = str(value)
+    return text if len(text) <= MAX_LABEL else text[:MAX_LABEL - 3] + "..."
 
-    def __init__(self, registry: CollectorRegistry, max_destination_labels: int = 100):
-        self.registry = registry
+
+class Metrics(Component):
+    """Counts flows, verdicts, findings and DNS responses for the collector."""
+    name = "metrics"
+
+    def __init__(self, max_destination_labels: int = 100,
+                 detectors: Iterable[tuple[str, tuple[str, ...]]] = ()) -> None:
         self.max_destination_labels = max_destination_labels
-        self._destinations: set[str] = set()
-        self.flows = Counter(P + "flows", "Egress flows ended, by verdict and the rule that decided it",
-                             ["verdict", "rule_type", "rule"], registry=registry)
-        self.egress_bytes = Counter(P + "egress_bytes", "IP-layer bytes sent by the node on egress flows",
-                                    ["verdict", "rule_type"], registry=registry)
-        self.ingress_bytes = Counter(P + "ingress_bytes", "IP-layer bytes received on egress flows",
-                                     ["verdict", "rule_type"], registry=registry)
-        self.violations = Counter(P + "violations", "Egress flows denied by the policy, by reason",
-                                  ["reason"], registry=registry)
-        self.findings = Counter(P + "findings", "Exfiltration-risk findings", ["detector", "severity"],
-                                registry=registry)
-        self.denied_destinations = Counter(
-            P + "denied_destinations", "Denied flows by destination (name, else IP); capped, rest as 'other'",
-            ["destination"], registry=registry)
-        self.dns_responses = Counter(P + "dns_responses", "DNS responses seen", ["qtype", "rcode"],
-                                     registry=registry)
-        self.policy_rules = Gauge(P + "policy_rules", "Effective policy rules by type", ["type"], registry=registry)
-        self.policy_info = Gauge(P + "policy_info", "The loaded policy", ["isolation_mode", "policy_sha256"],
-                                 registry=registry)
-        Info(P + "build", "egress-auditor build", registry=registry).info({"version": __version__})
-        # Pre-create so dashboards see zeros rather than absent series.
-        self.violations.labels("no_matching_rule")
-        for detector in DETECTORS:
-            for severity in SEVERITIES:
-                self.findings.labels(detector, severity)
+        self.flows: dict[tuple[str, str, str], int] = {}
+        self.egress_bytes = dict.fromkeys(((v, t) for v in VERDICTS for t in RULE_TYPES), 0)
+        self.ingress_bytes = dict(self.egress_bytes)
+        self.violations = dict.fromkeys(DENY_REASONS, 0)
+        self.findings = {(name, sev): 0 for name, sevs in detectors for sev in sevs}
+        self.denied_destinations: dict[str, int] = {}
+        self.dns_responses = dict.fromkeys(((q, r) for q in KNOWN_QTYPES for r in KNOWN_RCODES), 0)
+        self.flows[("unjudged", "none", "")] = 0
+        # Policy and configuration state (set by the assembly and on SIGHUP).
+        self.policy_rules: dict[str, int] = {}
+        self.policy_info: tuple[str, str] | None = None
+        self.service_tags: tuple[str, str] | None = None
+        self.service_tags_date: float | None = None
+        self.reload_ok = 1
+        self.reload_success_ts = time.time()
 
-    def set_policy(self, isolation_mode: str, sha256: str, rule_counts: dict[str, int]) -> None:
-        self.policy_info.clear()
-        self.policy_info.labels(isolation_mode, sha256).set(1)
-        self.policy_rules.clear()
-        for rtype, n in rule_counts.items():
-            self.policy_rules.labels(rtype).set(n)
+    # -- configuration ----------------------------------------------------------------------
+    def set_policy(self, isolation_mode: str, sha256: str, rules: Iterable[tuple[str, str, str]],
+                   rule_counts: dict[str, int]) -> None:
+        """The loaded policy; `rules` are (verdict, rule_type, rule) series to pre-create."""
+        self.policy_info = (isolation_mode, sha256)
+        self.policy_rules = dict(rule_counts)
+        for key in rules:
+            self.flows.setdefault(tuple(label(k) for k in key), 0)  # type: ignore[arg-type]
 
+    def set_service_tags(self, change_number: object, cloud: object, published: float | None) -> None:
+        self.service_tags = (label(change_number), label(cloud))
+        self.service_tags_date = published
+
+    def reloaded(self, ok: bool) -> None:
+        self.reload_ok = int(ok)
+        if ok:
+            self.reload_success_ts = time.time()
+
+    # -- events -----------------------------------------------------------------------------
     def flow_ended(self, ev: FlowEnded) -> None:
         flow = ev.flow
         if not flow.egress:
             return
         v = flow.verdict
-        verdict = "unjudged" if v is None else ("allowed" if v.allowed else "denied")
-        rule_type = "none" if v is None else v.rule_type
-        rule = "" if v is None else (v.rule or v.reason)
-        self.flows.labels(verdict, rule_type, rule).inc()
-        self.egress_bytes.labels(verdict, rule_type).inc(flow.c_bytes)
-        self.ingress_bytes.labels(verdict, rule_type).inc(flow.s_bytes)
+        if v is None:
+            verdict, rule_type, rule = "unjudged", "none", ""
+        else:
+            verdict, rule_type = ("allowed" if v.allowed else "denied"), v.rule_type
+            rule = label(v.rule or v.reason)
+        key = (verdict, rule_type, rule)
+        self.flows[key] = self.flows.get(key, 0) + 1
+        self.egress_bytes[verdict, rule_type] += flow.c_bytes
+        self.ingress_bytes[verdict, rule_type] += flow.s_bytes
 
     def violation(self, ev: Violation) -> None:
         flow = ev.flow
-        self.violations.labels(flow.verdict.reason).inc()
-        dest = flow.domain or flow.server_ip
-        if dest not in self._destinations:
-            if len(self._destinations) >= self.max_destination_labels:
-                dest = "other"
-            else:
-                self._destinations.add(dest)
-        self.denied_destinations.labels(dest).inc()
+        reason = flow.verdict.reason.value
+        self.violations[reason] = self.violations.get(reason, 0) + 1
+        dest = label(flow.domain or flow.server_ip)
+        known = self.denied_destinations
+        if dest not in known and len(known) >= self.max_destination_labels:
+            dest = "other"
+        known[dest] = known.get(dest, 0) + 1
 
     def finding(self, ev: Finding) -> None:
-        self.findings.labels(ev.detector, ev.severity).inc()
+        key = (ev.detector, ev.severity)
+        self.findings[key] = self.findings.get(key, 0) + 1
 
     def dns_answered(self, ev: DnsAnswered) -> None:
         msg = ev.message
         qtype = dns.type_name(msg.questions[0][1]) if msg.questions else "none"
         rcode = dns.rcode_name(msg.rcode)
-        self.dns_responses.labels(qtype if qtype in KNOWN_QTYPES else "other",
-                                  rcode if rcode in KNOWN_RCODES else "other").inc()
+        key = (qtype if qtype in KNOWN_QTYPES else "other", rcode if rcode in KNOWN_RCODES else "other")
+        self.dns_responses[key] += 1
 
 
-class PipelineCollector:
-    """Reads the pipeline's own counters at scrape time."""
+def _counter(name: str, doc: str, labels: list[str], values: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(P + name, doc, labels=labels)
+    for key, n in sorted(dict(values).items()):   # copy first: the capture thread writes
+        family.add_metric(list(key) if isinstance(key, tuple) else [key], n)
+    return family
 
-    def __init__(self, pipeline: Pipeline):
-        self.pipeline = pipeline
 
-    def collect(self):
-        p = self.pipeline
-        yield CounterMetricFamily(P + "packets", "Packets read from the source", value=p.packets)
-        m = CounterMetricFamily(P + "packets_malformed", "Malformed units skipped, by layer", labels=["layer"])
-        for layer, n in sorted(dict(p.malformed_by_layer()).items()):
-            m.add_metric([layer], n)
-        yield m
-        yield CounterMetricFamily(P + "capture_dropped_packets", "Packets the kernel dropped before we read them",
-                                  value=p.capture_dropped)
-        yield GaugeMetricFamily(P + "active_flows", "Flows in the flow table", value=len(p.tracker.flows))
+class AuditorCollector:
+    """Reads `Metrics` and `Telemetry` at scrape time."""
+
+    def __init__(self, metrics: Metrics, telemetry: Telemetry) -> None:
+        self.m, self.t = metrics, telemetry
+
+    def collect(self) -> Iterator[Metric]:
+        m, t = self.m, self.t
+        yield from self._traffic(m, t)
+        yield from self._configuration(m)
+
+    def _traffic(self, m: Metrics, t: Telemetry) -> Iterator[Metric]:
+        yield CounterMetricFamily(P + "packets", "Packets read from the source", value=t.packets)
+        yield _counter("packets_malformed", "Malformed units skipped, by layer", ["layer"],
+                       {k.value: v for k, v in t.malformed.items()})
+        yield CounterMetricFamily(P + "capture_dropped_packets",
+                                  "Packets the kernel dropped before we read them", value=t.capture_dropped)
+        yield _counter("flows", "Egress flows ended, by verdict and the rule that decided it",
+                       ["verdict", "rule_type", "rule"], m.flows)
+        yield _counter("egress_bytes", "IP-layer bytes sent by the node on egress flows",
+                       ["verdict", "rule_type"], m.egress_bytes)
+        yield _counter("ingress_bytes", "IP-layer bytes received on egress flows",
+                       ["verdict", "rule_type"], m.ingress_bytes)
+        yield _counter("violations", "Egress flows denied by the policy, by reason", ["reason"],
+                       m.violations)
+        yield _counter("findings", "Exfiltration-risk findings", ["detector", "severity"], m.findings)
+        yield _counter("denied_destinations", "Denied flows by destination (name, else IP); "
+                       "capped, the rest as 'other'", ["destination"], m.denied_destinations)
+        yield _counter("dns_responses", "DNS responses seen", ["qtype", "rcode"], m.dns_responses)
+        yield GaugeMetricFamily(P + "active_flows", "Flows in the flow table",
+                                value=t.read_gauge("active_flows"))
         yield GaugeMetricFamily(P + "dns_cache_entries", "Entries in the DNS name cache",
-                                value=len(p.tracker.names))
-        e = CounterMetricFamily(P + "table_evictions", "Entries evicted from a capped table", labels=["table"])
-        evictions = dict(p.tracker.evictions)
-        for table in sorted(set(EVICTION_TABLES) | set(evictions)):
-            e.add_metric([table], evictions.get(table, 0))
-        yield e
+                                value=t.read_gauge("dns_cache_entries"))
+        yield _counter("table_evictions", "Entries evicted from a capped table", ["table"],
+                       {k.value: v for k, v in t.evictions.items()})
         yield GaugeMetricFamily(P + "last_packet_timestamp_seconds",
-                                "Capture timestamp of the last packet read", value=p.last_packet_ts)
+                                "Capture timestamp of the last packet read", value=t.last_packet_ts)
         yield CounterMetricFamily(P + "event_sink_errors", "Audit events that could not be written",
-                                  value=p.sink_errors())
+                                  value=t.sink_errors)
+        yield _counter("component_errors", "Exceptions raised inside a component (bugs), by "
+                       "component and event", ["component", "event"], t.component_errors)
+
+    def _configuration(self, m: Metrics) -> Iterator[Metric]:
+        build = GaugeMetricFamily(P + "build_info", "egress-auditor build", labels=["version"])
+        build.add_metric([__version__], 1)
+        yield build
+        rules = GaugeMetricFamily(P + "policy_rules", "Effective policy rules by type", labels=["type"])
+        for rtype, n in sorted(m.policy_rules.items()):
+            rules.add_metric([rtype], n)
+        yield rules
+        info = GaugeMetricFamily(P + "policy_info", "The loaded policy",
+                                 labels=["isolation_mode", "policy_sha256"])
+        if m.policy_info:
+            info.add_metric(list(m.policy_info), 1)
+        yield info
+        tags = GaugeMetricFamily(P + "service_tags_info", "The service-tags file in use",
+                                 labels=["change_number", "cloud"])
+        if m.service_tags:
+            tags.add_metric(list(m.service_tags), 1)
+        yield tags
+        if m.service_tags_date is not None:
+            yield GaugeMetricFamily(P + "service_tags_age_seconds",
+                                    "Age of the service-tags file in use (from its publication date)",
+                                    value=max(0.0, time.time() - m.service_tags_date))
+        yield GaugeMetricFamily(P + "config_last_reload_successful",
+                                "Whether the last policy (re)load succeeded", value=m.reload_ok)
+        yield GaugeMetricFamily(P + "config_last_reload_success_timestamp_seconds",
+                                "When the policy was last loaded successfully",
+                                value=m.reload_success_ts)
 
 
-def sha256_of(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+def registry_for(metrics: Metrics, telemetry: Telemetry, *, process: bool = True) -> CollectorRegistry:
+    """A registry holding the auditor's collector (and the process_* metrics of this process)."""
+    registry = CollectorRegistry()
+    registry.register(AuditorCollector(metrics, telemetry))
+    if process:
+        ProcessCollector(registry=registry)
+    return registry

@@ -6,18 +6,20 @@ flood of unique names must not grow it without bound) and says how many it folde
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
+from auditor.components import Component
 from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
-
-if TYPE_CHECKING:
-    from auditor.pipeline import Pipeline
+from auditor.telemetry import Telemetry
 
 MAX_TRACKED_DESTINATIONS = 10_000
 
 
-class Summary:
-    def __init__(self) -> None:
+class Summary(Component):
+    name = "summary"
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
         self.flows = 0
         self.egress_bytes = 0
         self.ingress_bytes = 0
@@ -41,7 +43,7 @@ class Summary:
         self.ingress_bytes += f.s_bytes
         v = f.verdict
         if v is not None:
-            self.verdicts["allowed" if v.allowed else "denied", v.reason] += 1
+            self.verdicts["allowed" if v.allowed else "denied", str(v.reason)] += 1
             self.rules[v.rule or v.reason] += 1
 
     def violation(self, ev: Violation) -> None:
@@ -61,24 +63,25 @@ class Summary:
         if not ev.solicited:
             self.unsolicited_dns += 1
 
-    def render(self, pipeline: Pipeline, out: TextIO, *, top: int = 10, elapsed: float | None = None) -> None:
+    def render(self, out: TextIO, *, top: int = 10, elapsed: float | None = None) -> None:
         w = out.write
+        t = self.telemetry
         span = ""
-        if pipeline.first_packet_ts is not None and pipeline.last_packet_ts >= pipeline.first_packet_ts:
-            span = f" over {pipeline.last_packet_ts - pipeline.first_packet_ts:,.1f} s of capture"
-        rate = f" in {elapsed:.2f} s ({pipeline.packets / elapsed:,.0f} packets/s)" if elapsed else ""
-        w(f"\negress-auditor summary\n")
-        w(f"  packets        {pipeline.packets:,}{span}{rate}\n")
+        if t.first_packet_ts is not None and t.last_packet_ts >= t.first_packet_ts:
+            span = f" over {t.last_packet_ts - t.first_packet_ts:,.1f} s of capture"
+        rate = f" in {elapsed:.2f} s ({t.packets / elapsed:,.0f} packets/s)" if elapsed else ""
+        w("\negress-auditor summary\n")
+        w(f"  packets        {t.packets:,}{span}{rate}\n")
         if self.policy:
             w(f"  policy         {self.policy}\n")
-        malformed = pipeline.malformed_by_layer()
+        malformed = {k.value: v for k, v in t.malformed.items() if v}
         if malformed:
             w("  malformed      " + ", ".join(f"{k}={v:,}" for k, v in sorted(malformed.items())) + "\n")
         w(f"  egress flows   {self.flows:,}  (sent {_size(self.egress_bytes)}, received {_size(self.ingress_bytes)})\n")
         w(f"  dns responses  {self.dns_responses:,}"
           + (f"  ({self.unsolicited_dns:,} unsolicited, not trusted for naming)" if self.unsolicited_dns else "") + "\n")
-        ev = dict(pipeline.tracker.evictions)
-        if any(ev.values()):
+        ev = {k.value: v for k, v in t.evictions.items() if v}
+        if ev:
             w("  evictions      " + ", ".join(f"{k}={v:,}" for k, v in sorted(ev.items())) + "\n")
         if self.verdicts:
             w("\n  verdict   reason                               flows\n")
@@ -101,11 +104,14 @@ class Summary:
                 w(f"            {det:<21} {sev:<9} {n:>6,}  {self.finding_samples.get(det, '')[:40]}\n")
         else:
             w("  findings       none\n")
-        if pipeline.sink_errors():
-            w(f"  event sink     {pipeline.sink_errors():,} events could not be written\n")
+        if t.sink_errors:
+            w(f"  event sink     {t.sink_errors:,} events could not be written\n")
+        if t.errors_total():
+            failing = sorted({c for (c, _), n in t.component_errors.items() if n})
+            w(f"  internal errors {t.errors_total():,} in {', '.join(failing)} (a bug: please report)\n")
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"

@@ -14,7 +14,8 @@ import struct
 import time
 from typing import Iterator
 
-from auditor.sources.pcap import CaptureError, Frame
+from auditor.errors import CaptureSetupError, NeedsPrivileges
+from auditor.sources.pcap import Frame
 
 __all__ = ["LiveCapture"]
 
@@ -70,10 +71,10 @@ class LiveCapture:
             quiet.setLevel(logging.ERROR)
             self._sock = L2ListenSocket(iface=interface, filter=bpf, promisc=False)
         except PermissionError as e:
-            raise CaptureError(f"{interface}: cannot capture ({e.strerror}; needs root or "
-                               f"CAP_NET_RAW)") from None
+            raise NeedsPrivileges(f"{interface}: cannot capture ({e.strerror}; needs root or "
+                                  f"CAP_NET_RAW)") from None
         except Exception as e:   # scapy raises its own types for bad names and bad filters
-            raise CaptureError(f"{interface}: cannot capture: {e}") from None
+            raise CaptureSetupError(f"{interface}: cannot capture: {e}") from None
         finally:
             quiet.setLevel(level)
         self._raw: socket.socket = self._sock.ins
@@ -82,7 +83,7 @@ class LiveCapture:
         hatype = self._raw.getsockname()[3]
         if hatype not in _ARPHRD_LINKTYPE:
             self.close()
-            raise CaptureError(f"{interface}: unsupported interface type (ARPHRD {hatype})")
+            raise CaptureSetupError(f"{interface}: unsupported interface type (ARPHRD {hatype})")
         self.linktype = _ARPHRD_LINKTYPE[hatype]
         # lo shows each packet twice: once outgoing, once incoming; keep the incoming copy.
         self._skip_outgoing = hatype == 772

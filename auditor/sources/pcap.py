@@ -2,7 +2,7 @@
 
 Owns: format sniffing (magic number, never the extension), both byte orders, micro/nanosecond
 pcap, pcapng sections/interfaces/`if_tsresol`/`if_tsoffset`/EPB/SPB/OPB, and damage handling.
-A file that is missing or not a capture raises `CaptureError` before anything is yielded; a
+A file that is missing or not a capture raises `CaptureFileError` before anything is yielded; a
 damaged capture yields every readable packet, then stops with ONE warning (file + offset).
 
 Speed: the reader is on the hot path (budget well under 1 us/packet), so it reads large chunks
@@ -14,7 +14,9 @@ import os
 import struct
 from typing import Iterator
 
-__all__ = ["Frame", "CaptureError", "CaptureFile", "read_frames", "MAX_CAPLEN"]
+from auditor.errors import CaptureFileError
+
+__all__ = ["Frame", "CaptureFileError", "CaptureFile", "read_frames", "MAX_CAPLEN"]
 
 Frame = tuple  # (ts: float, linktype: int, frame: bytes, wirelen: int) -- a plain tuple for speed
 
@@ -36,10 +38,6 @@ _SHB = 0x0A0D0D0A
 _BOM = 0x1A2B3C4D
 
 
-class CaptureError(Exception):
-    """The file is missing, unreadable, or not a pcap/pcapng capture."""
-
-
 class CaptureFile:
     """Iterate a capture file's frames; exposes `bytes_read`, `size` and `warnings`."""
 
@@ -54,25 +52,25 @@ class CaptureFile:
             self.size = os.fstat(self._f.fileno()).st_size
             head = self._f.read(24)
         except OSError as e:
-            raise CaptureError(f"{self.name}: cannot read: {e.strerror or e}") from None
+            raise CaptureFileError(f"{self.name}: cannot read: {e.strerror or e}") from None
         if len(head) < 4:
             self._f.close()
-            raise CaptureError(f"{self.name}: not a capture file (only {len(head)} bytes)")
+            raise CaptureFileError(f"{self.name}: not a capture file (only {len(head)} bytes)")
         magic = struct.unpack_from("<I", head)[0]
         if magic in _PCAP_MAGICS:
             if len(head) < 24:
                 self._f.close()
-                raise CaptureError(f"{self.name}: not a capture file (pcap header cut short)")
+                raise CaptureFileError(f"{self.name}: not a capture file (pcap header cut short)")
             self._kind = "pcap"
         elif magic == _SHB:
             if len(head) < 12 or struct.unpack_from("<I", head, 8)[0] not in (
                     _BOM, 0x4D3C2B1A):
                 self._f.close()
-                raise CaptureError(f"{self.name}: not a capture file (bad pcapng section header)")
+                raise CaptureFileError(f"{self.name}: not a capture file (bad pcapng section header)")
             self._kind = "pcapng"
         else:
             self._f.close()
-            raise CaptureError(f"{self.name}: not a capture file (unknown magic {magic:#010x})")
+            raise CaptureFileError(f"{self.name}: not a capture file (unknown magic {magic:#010x})")
         self._head = head
         self.bytes_read = len(head)
 
@@ -274,5 +272,5 @@ def _idb(buf: bytes, pos: int, blen: int, order: str) -> tuple[int, float, float
 
 
 def read_frames(path) -> Iterator[Frame]:
-    """Frames of a capture file; raises `CaptureError` now (not lazily) if it is not one."""
+    """Frames of a capture file; raises `CaptureFileError` now (not lazily) if it is not one."""
     return iter(CaptureFile(path))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from auditor.decode.packet import Fragment
-from auditor.track.names import Evictions
+from auditor.telemetry import Table, Telemetry
 
 MAX_DATAGRAM = 65535
 
@@ -29,8 +29,8 @@ class _Pending:
 
 
 class Defragmenter:
-    def __init__(self, evictions: Evictions, max_datagrams: int = 1024, timeout: float = 30.0):
-        self.evictions = evictions
+    def __init__(self, telemetry: Telemetry, max_datagrams: int = 1024, timeout: float = 30.0):
+        self.telemetry = telemetry
         self.max_datagrams = max_datagrams
         self.timeout = timeout
         self._pending: OrderedDict[tuple, _Pending] = OrderedDict()
@@ -47,14 +47,14 @@ class Defragmenter:
             self._expire(frag.ts)
             if len(self._pending) >= self.max_datagrams:
                 self._pending.popitem(last=False)
-                self.evictions.add("fragments")
+                self.telemetry.evicted(Table.FRAGMENTS)
             entry = self._pending[key] = _Pending(frag.ts)
         entry.frames += 1
         entry.ip_len += frag.ip_len
         end = frag.offset + len(frag.data)
         if end > MAX_DATAGRAM:  # a datagram cannot be this large: drop it as hostile
             del self._pending[key]
-            self.evictions.add("fragments")
+            self.telemetry.evicted(Table.FRAGMENTS)
             return None
         if frag.offset not in entry.pieces:
             entry.pieces[frag.offset] = frag.data
@@ -76,7 +76,7 @@ class Defragmenter:
             if now - entry.first_ts <= self.timeout:
                 break
             del pending[key]
-            self.evictions.add("fragments")
+            self.telemetry.evicted(Table.FRAGMENTS)
 
 
 def _assemble(pieces: dict[int, bytes], total: int) -> bytes | None:

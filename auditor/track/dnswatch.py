@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Callable
 
 from auditor.decode import dns
-from auditor.events import DnsAnswered, DnsQuery
-from auditor.track.flows import Flow
+from auditor.events import DnsAnswered, DnsQuery, Event
+from auditor.flow import Flow
+from auditor.telemetry import Layer, Telemetry
 from auditor.track.names import NameCache, PendingQueries
+from auditor.track.state import state
 from auditor.track.streams import StreamPrefix
 
 A, AAAA = 1, 28
@@ -22,24 +24,27 @@ MAX_TCP_DNS_BUFFER = 65536 + 2
 
 
 class DnsWatch:
-    def __init__(self, names: NameCache, pending: PendingQueries, emit: Callable[[object], None],
-                 malformed: dict[str, int]):
+    def __init__(self, names: NameCache, pending: PendingQueries, emit: Callable[[Event], None],
+                 telemetry: Telemetry):
         self.names = names
         self.pending = pending
         self.emit = emit
-        self.malformed = malformed
+        self.telemetry = telemetry
         self.responses = 0
 
     def datagram(self, flow: Flow, payload: bytes, from_client: bool, ts: float) -> None:
         self._message(flow, dns.parse(payload), from_client, ts)
 
     def segment(self, flow: Flow, seq: int, payload: bytes, from_client: bool, ts: float) -> None:
-        attr = "client_stream" if from_client else "server_stream"
-        stream = getattr(flow, attr)
+        st = state(flow)
+        stream = st.client_stream if from_client else st.server_stream
         if stream is None:
             stream = StreamPrefix(MAX_TCP_DNS_BUFFER,
-                                  isn=flow.client_isn if from_client else flow.server_isn)
-            setattr(flow, attr, stream)
+                                  isn=st.client_isn if from_client else st.server_isn)
+            if from_client:
+                st.client_stream = stream
+            else:
+                st.server_stream = stream
         if not stream.add(seq, payload):
             return
         messages, used = dns.split_tcp(bytes(stream.data))
@@ -47,9 +52,10 @@ class DnsWatch:
         for raw in messages:
             self._message(flow, dns.parse(raw), from_client, ts)
 
-    def _message(self, flow: Flow, msg: dns.DnsMessage | None, from_client: bool, ts: float) -> None:
-        if msg is None:
-            self.malformed["dns"] = self.malformed.get("dns", 0) + 1
+    def _message(self, flow: Flow, msg: dns.DnsMessage | dns.Status, from_client: bool,
+                 ts: float) -> None:
+        if not isinstance(msg, dns.DnsMessage):
+            self.telemetry.bad(Layer.DNS)
             return
         if from_client:
             sender = (flow.client_ip, flow.client_port)

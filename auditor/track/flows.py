@@ -14,11 +14,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from auditor.decode.packet import Packet, ip_text
+from auditor.addresses import text as ip_text
+from auditor.decode.packet import Packet
+from auditor.flow import TRANSPORT_NAMES, Flow
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-TRANSPORT = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMP6: "icmp"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,59 +30,6 @@ class Timeouts:
     tcp_closed: float = 10.0     # after FIN both ways or RST, linger for stray ACKs
     udp_idle: float = 60.0
     other_idle: float = 60.0
-
-
-class Flow:
-    """Mutable per-flow state. Fields are written by the tracker (counts, names) and by the
-    judge (`verdict`); sinks read them at flow end."""
-
-    __slots__ = (
-        "key", "proto", "transport", "client_ip", "client_port", "server_ip", "server_port",
-        "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
-        "fin_c", "fin_s", "rst", "server_seen", "egress",
-        "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
-        "dns_chain", "verdict", "client_stream", "server_stream", "client_isn", "server_isn",
-        "quic", "ech", "midstream", "tunnel_at",
-    )
-
-    def __init__(self, pkt: Packet, from_src: bool = True):
-        self.proto = pkt.proto
-        self.transport = TRANSPORT.get(pkt.proto, str(pkt.proto))
-        if from_src:
-            c, cp, s, sp = pkt.src, pkt.sport, pkt.dst, pkt.dport
-        else:
-            c, cp, s, sp = pkt.dst, pkt.dport, pkt.src, pkt.sport
-        self.key = (pkt.proto, c, cp, s, sp)
-        self.client_ip, self.client_port = ip_text(c), cp
-        self.server_ip, self.server_port = ip_text(s), sp
-        self.start = self.last = pkt.ts
-        self.c_packets = self.c_bytes = self.s_packets = self.s_bytes = 0
-        self.fin_c = self.fin_s = self.rst = self.server_seen = False
-        self.egress = False
-        self.named = False
-        self.sni = self.quic_sni = self.http_host = self.domain = None
-        self.name_source = "none"
-        self.app_protocol = None
-        self.dns_chain: tuple[str, ...] = ()
-        self.verdict = None
-        self.client_stream = self.server_stream = None
-        # The SYN's sequence numbers: a stream buffer starts at ISN + 1 once payload arrives
-        # (a SYN flood must not cost a reassembly buffer per flow).
-        self.client_isn = self.server_isn = None
-        self.quic = None
-        self.ech = False
-        # A TCP flow whose first packet is not a SYN or SYN-ACK began before the capture: its
-        # name may have been settled (SNI, DNS) before we could see it.
-        self.midstream = pkt.proto == TCP and not pkt.tcp_flags & SYN
-        self.tunnel_at = 0  # after an HTTP CONNECT: where the tunnelled bytes start
-
-    @property
-    def closed(self) -> bool:
-        return self.rst or (self.fin_c and self.fin_s)
-
-    def __repr__(self) -> str:
-        return (f"Flow({self.transport} {self.client_ip}:{self.client_port} -> "
-                f"{self.server_ip}:{self.server_port} name={self.domain!r} via {self.name_source})")
 
 
 class FlowTable:
@@ -135,7 +83,7 @@ class FlowTable:
             del self._rev[_reverse(victim.key)]
             self._on_evict(1)
             self._ended(victim, "evicted")
-        flow = Flow(pkt, from_src=not _is_synack(pkt))
+        flow = new_flow(pkt, from_src=not _is_synack(pkt))
         self._table[flow.key] = flow
         self._rev[_reverse(flow.key)] = flow
         self.flows_created += 1
@@ -176,6 +124,20 @@ class FlowTable:
             _, flow = self._table.popitem(last=False)
             del self._rev[_reverse(flow.key)]
             self._ended(flow, reason)
+
+
+def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
+    """The record of a flow whose first packet is `pkt` (sent by the client if `from_src`)."""
+    if from_src:
+        c, cp, s, sp = pkt.src, pkt.sport, pkt.dst, pkt.dport
+    else:
+        c, cp, s, sp = pkt.dst, pkt.dport, pkt.src, pkt.sport
+    flow = Flow(transport=TRANSPORT_NAMES.get(pkt.proto, str(pkt.proto)),
+                client_ip=ip_text(c), client_port=cp, server_ip=ip_text(s), server_port=sp,
+                start=pkt.ts, key=(pkt.proto, c, cp, s, sp),
+                midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
+    flow.proto = pkt.proto
+    return flow
 
 
 def _reverse(key: tuple) -> tuple:

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-
-class Evictions(dict):
-    """table name -> evictions so far (read by the metrics collector)."""
-
-    def add(self, table: str, n: int = 1) -> None:
-        self[table] = self.get(table, 0) + n
+from auditor.telemetry import Table, Telemetry
 
 
 class NameCache:
     """(client ip, answered ip) -> (queried name, full chain, expiry)."""
 
-    def __init__(self, max_entries: int, evictions: Evictions, min_ttl: float = 30.0):
+    def __init__(self, max_entries: int, telemetry: Telemetry, min_ttl: float = 30.0):
         self.max_entries = max_entries
         self.min_ttl = min_ttl
-        self._evictions = evictions
+        self._telemetry = telemetry
         self._entries: OrderedDict[tuple[str, str], tuple[str, tuple[str, ...], float]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -41,7 +36,7 @@ class NameCache:
         if overflow > 0:
             for _ in range(overflow):
                 entries.popitem(last=False)
-            self._evictions.add("dns_cache", overflow)
+            self._telemetry.evicted(Table.DNS_CACHE, overflow)
 
     def lookup(self, client: str, ip: str, now: float) -> tuple[str, tuple[str, ...]] | None:
         """The most recent unexpired answer naming `ip` for `client`, else None."""
@@ -65,10 +60,10 @@ class PendingQueries:
     entry is consumed so a second (spoofed or duplicated) answer is not trusted either.
     """
 
-    def __init__(self, max_entries: int, evictions: Evictions, timeout: float = 30.0):
+    def __init__(self, max_entries: int, telemetry: Telemetry, timeout: float = 30.0):
         self.max_entries = max_entries
         self.timeout = timeout
-        self._evictions = evictions
+        self._telemetry = telemetry
         self._pending: OrderedDict[tuple, float] = OrderedDict()
 
     def __len__(self) -> int:
@@ -79,7 +74,7 @@ class PendingQueries:
         self._pending.move_to_end(key)
         if len(self._pending) > self.max_entries:
             self._pending.popitem(last=False)
-            self._evictions.add("dns_pending")
+            self._telemetry.evicted(Table.DNS_PENDING)
 
     def answered(self, key: tuple, now: float) -> bool:
         sent_at = self._pending.pop(key, None)

@@ -8,9 +8,14 @@ the flow ends without one — and the per-flow buffers are released right away.
 """
 from __future__ import annotations
 
+from auditor import hostnames
 from auditor.decode import http, quic, tls
-from auditor.track.flows import TCP, UDP, Flow
+from auditor.decode.outcome import MALFORMED, NEED_MORE
+from auditor.flow import Flow
+from auditor.telemetry import Layer, Telemetry
+from auditor.track.flows import TCP, UDP
 from auditor.track.names import NameCache
+from auditor.track.state import state
 from auditor.track.streams import StreamPrefix
 
 MAX_CLIENT_PREFIX = 65536   # a ClientHello with post-quantum key shares is ~2 KB; HTTP headers 16 KB
@@ -38,59 +43,62 @@ def settle(flow: Flow, names: NameCache, now: float) -> None:
         flow.domain, flow.name_source = flow.sni, "sni"
     elif flow.quic_sni:
         flow.domain, flow.name_source = flow.quic_sni, "quic_sni"
-    elif flow.http_host:
-        flow.domain, flow.name_source = http.host_name(flow.http_host), "http_host"
+    elif flow.http_host and (host := hostnames.http_host(flow.http_host)):
+        flow.domain, flow.name_source = host, "http_host"
     elif hit is not None:
         flow.domain, flow.name_source = hit[0], "dns"
     flow.named = True
-    flow.quic = None
-    if flow.app_protocol != "dns":
-        flow.client_stream = None
+    st = flow.track_state
+    if st is not None:
+        st.quic = None
+        if flow.app_protocol != "dns":
+            st.client_stream = None
 
 
-def client_payload(flow: Flow, seq: int, payload: bytes, malformed: dict[str, int]) -> bool:
+def client_payload(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry) -> bool:
     """Feed one client->server payload of an unnamed flow; True once the name is settled."""
     if flow.proto == TCP:
-        return _tcp(flow, seq, payload, malformed)
+        return _tcp(flow, seq, payload, telemetry)
     if flow.proto == UDP and payload and payload[0] & 0xC0 == 0xC0:  # QUIC long header
-        return _quic(flow, payload, malformed)
+        return _quic(flow, payload, telemetry)
     return True
 
 
-def _tcp(flow: Flow, seq: int, payload: bytes, malformed: dict[str, int]) -> bool:
-    stream = flow.client_stream
+def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry) -> bool:
+    st = state(flow)
+    stream = st.client_stream
     if stream is None:
-        stream = flow.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=flow.client_isn)
+        stream = st.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=st.client_isn)
     if not stream.add(seq, payload):
         return False
     buf = bytes(stream.data)
-    if flow.tunnel_at:
-        return _tunnel(flow, buf[flow.tunnel_at:], stream.overflowed, malformed)
+    if st.tunnel_at:
+        return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
     if buf[0] == 0x16:
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
             flow.sni, flow.ech, flow.app_protocol = hello.sni, hello.ech, "tls"
             return True
-        if hello == tls.NEED_MORE and not stream.overflowed:
+        if hello is NEED_MORE and not stream.overflowed:
             return False
-        if hello == tls.MALFORMED or hello == tls.NEED_MORE:
-            malformed["tls"] = malformed.get("tls", 0) + 1
+        if hello is MALFORMED or hello is NEED_MORE:
+            telemetry.bad(Layer.TLS)
         return True
     request = http.parse_request(buf)
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
-            flow.tunnel_at = buf.find(b"\r\n\r\n") + 4
-            return _tunnel(flow, buf[flow.tunnel_at:], stream.overflowed, malformed)
+            st.tunnel_at = buf.find(b"\r\n\r\n") + 4
+            return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
         return True
-    if request == http.NEED_MORE and not stream.overflowed:
+    if request is NEED_MORE and not stream.overflowed:
         return False
-    if request == http.MALFORMED:
-        malformed["http"] = malformed.get("http", 0) + 1
+    if request is MALFORMED:
+        telemetry.bad(Layer.HTTP)
     return True
 
 
-def _tunnel(flow: Flow, data: bytes, overflowed: bool, malformed: dict[str, int]) -> bool:
+def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> bool:
     """Bytes the client sent through an HTTP CONNECT tunnel: look for a ClientHello."""
     if not data:
         return overflowed
@@ -100,33 +108,34 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, malformed: dict[str, int]
     if isinstance(hello, tls.ClientHello):
         flow.sni, flow.ech = hello.sni, hello.ech
         return True
-    if hello == tls.NEED_MORE and not overflowed:
+    if hello is NEED_MORE and not overflowed:
         return False
-    if hello == tls.MALFORMED:
-        malformed["tls"] = malformed.get("tls", 0) + 1
+    if hello is MALFORMED:
+        telemetry.bad(Layer.TLS)
     return True
 
 
-def _quic(flow: Flow, datagram: bytes, malformed: dict[str, int]) -> bool:
-    state = flow.quic
-    initial = quic.parse_initial(datagram, state.key_dcid if state else None)
+def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry) -> bool:
+    st = state(flow)
+    qs = st.quic
+    initial = quic.parse_initial(datagram, qs.key_dcid if qs else None)
     if not isinstance(initial, quic.QuicInitial):
         # Not an Initial: either not QUIC at all, or the handshake moved on without a
         # complete ClientHello; either way nothing more will name this flow.
-        if initial == quic.MALFORMED:
-            malformed["quic"] = malformed.get("quic", 0) + 1
+        if initial is MALFORMED:
+            telemetry.bad(Layer.QUIC)
         return True
-    if state is None:
-        state = flow.quic = QuicState(initial.dcid)
-    state.datagrams += 1
+    if qs is None:
+        qs = st.quic = QuicState(initial.dcid)
+    qs.datagrams += 1
     flow.app_protocol = "quic"
     for offset, data in initial.crypto:
-        state.crypto.add(offset, data)
-    hello = tls.parse_handshake(state.crypto.contiguous())
+        qs.crypto.add(offset, data)
+    hello = tls.parse_handshake(qs.crypto.contiguous())
     if isinstance(hello, tls.ClientHello):
         flow.quic_sni, flow.ech = hello.sni, hello.ech
         return True
-    if hello == tls.NEED_MORE:
-        return state.datagrams >= MAX_QUIC_DATAGRAMS
-    malformed["quic"] = malformed.get("quic", 0) + 1
+    if hello is NEED_MORE:
+        return qs.datagrams >= MAX_QUIC_DATAGRAMS
+    telemetry.bad(Layer.QUIC)
     return True

@@ -61,7 +61,7 @@ class StreamPrefix:
             payload = payload[:max(room, 0)]
             self.overflowed = True
         self.data += payload
-        self.next_seq = (self.next_seq + len(payload)) % _SEQ_MOD
+        self.next_seq = ((self.next_seq or 0) + len(payload)) % _SEQ_MOD
 
     def consume(self, n: int) -> None:
         """Forget the first n bytes (already decoded), keeping the sequence position."""

@@ -6,16 +6,20 @@ a flow or for port-53 traffic, a few percent of packets.
 """
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
+from auditor.addresses import Networks
+from auditor.components import Dispatcher
 from auditor.decode.packet import Fragment, Packet, decode_l4
-from auditor.events import Dispatcher, FlowEnded, FlowNamed, FlowStarted
+from auditor.events import FlowEnded, FlowNamed, FlowStarted
+from auditor.flow import Flow
+from auditor.telemetry import Layer, Table, Telemetry
 from auditor.track import naming
 from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
-from auditor.track.flows import FIN, RST, SYN, TCP, Flow, FlowTable, Timeouts
-from auditor.track.names import Evictions, NameCache, PendingQueries
+from auditor.track.flows import FIN, RST, SYN, TCP, FlowTable, Timeouts
+from auditor.track.names import NameCache, PendingQueries
+from auditor.track.state import state
 
 DNS_PORT = 53
 SWEEP_EVERY = 1.0  # seconds of capture time between idle sweeps
@@ -32,35 +36,21 @@ class Limits:
     dns_query_timeout: float = 30.0
 
 
-class NodeNetworks:
-    """Is this address on the node's side? (decides which flows are egress)"""
-
-    def __init__(self, cidrs: list[str]):
-        nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
-        self._v4 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 4]
-        self._v6 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 6]
-
-    def __contains__(self, packed: bytes) -> bool:
-        nets = self._v4 if len(packed) == 4 else self._v6
-        addr = int.from_bytes(packed, "big")
-        return any(addr & mask == net for net, mask in nets)
-
-
 class Tracker:
-    def __init__(self, node_networks: NodeNetworks, emit: Dispatcher,
-                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts(),
-                 evictions: Evictions | None = None):
+    def __init__(self, node_networks: Networks, emit: Dispatcher, telemetry: Telemetry,
+                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts()):
         self.node_networks = node_networks
         self.emit = emit
-        self.evictions = evictions if evictions is not None else Evictions()
-        self.malformed: dict[str, int] = {}
-        self.names = NameCache(limits.max_dns_cache, self.evictions, limits.dns_min_ttl)
-        self.pending = PendingQueries(limits.max_pending_queries, self.evictions,
+        self.telemetry = telemetry
+        self.names = NameCache(limits.max_dns_cache, telemetry, limits.dns_min_ttl)
+        self.pending = PendingQueries(limits.max_pending_queries, telemetry,
                                       limits.dns_query_timeout)
         self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
-                               lambda n: self.evictions.add("flows", n))
-        self.dns = DnsWatch(self.names, self.pending, emit, self.malformed)
-        self.defrag = Defragmenter(self.evictions)
+                               lambda n: telemetry.evicted(Table.FLOWS, n))
+        self.dns = DnsWatch(self.names, self.pending, emit, telemetry)
+        self.defrag = Defragmenter(telemetry)
+        telemetry.gauge("active_flows", self.flows.__len__)
+        telemetry.gauge("dns_cache_entries", self.names.__len__)
         self._announce_start = emit.wants(FlowStarted)
         # Bound once: the fast path below is most of the per-packet cost.
         self._by_client_key = self.flows._table.get
@@ -69,7 +59,6 @@ class Tracker:
         self._next_sweep = float("-inf")
         self._next_name_sweep = float("-inf")
         self.now = 0.0
-        self.first_tick: float | None = None  # capture time of the first packet
 
     # -- per packet -----------------------------------------------------------------
     def packet(self, pkt: Packet) -> None:
@@ -106,7 +95,7 @@ class Tracker:
             if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
                 self._dns(flow, pkt, from_client)
             elif from_client and not flow.named:
-                if naming.client_payload(flow, pkt.seq, payload, self.malformed):
+                if naming.client_payload(flow, pkt.seq, payload, self.telemetry):
                     self._settle(flow)
 
     def fragment(self, frag: Fragment) -> None:
@@ -118,7 +107,7 @@ class Tracker:
         data, frames, ip_len = done
         pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
         if pkt.__class__ is not Packet:
-            self.malformed[pkt] = self.malformed.get(pkt, 0) + 1
+            self.telemetry.bad(pkt if isinstance(pkt, Layer) else Layer.IP)
             return
         self.packet(pkt)
         flow, from_client = self.flows.lookup(pkt)
@@ -138,9 +127,9 @@ class Tracker:
         if flags & SYN:
             # Streams start at SYN + 1, so a reordered first segment still lines up.
             if from_client:
-                flow.client_isn = seq
+                state(flow).client_isn = seq
             else:
-                flow.server_isn = seq
+                state(flow).server_isn = seq
 
     def _dns(self, flow: Flow, pkt: Packet, from_client: bool) -> None:
         if flow.proto == TCP:
@@ -164,15 +153,15 @@ class Tracker:
     def _ended(self, flow: Flow, reason: str) -> None:
         if not flow.named:
             self._settle(flow)
-        flow.client_stream = flow.server_stream = None
+        flow.track_state = None
         self.emit(FlowEnded(flow, reason))
 
     # -- time -----------------------------------------------------------------------
     def tick(self, now: float) -> None:
         """Run idle expiry; called from the packet path once a second of capture time,
         and by the live source when the interface is quiet."""
-        if self.first_tick is None:
-            self.first_tick = now
+        if self.telemetry.first_packet_ts is None:
+            self.telemetry.first_packet_ts = now
         self.now = now
         self._next_sweep = now + SWEEP_EVERY
         self.flows.expire(now)

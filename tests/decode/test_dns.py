@@ -167,25 +167,25 @@ def _header(qd=1, an=0, flags=0x8180):
 
 def test_hostile_names_are_none():
     q = b"\x00\x01\x00\x01"
-    assert d.parse(_header() + b"\xc0\x0c" + q) is None                     # self pointer
-    assert d.parse(_header() + b"\x01a\xc0\x0c" + q) is None                # loop back to start
-    assert d.parse(_header() + b"\xc0\x20" + q + b"\x00" * 20) is None      # forward pointer
+    assert d.parse(_header() + b"\xc0\x0c" + q) is d.MALFORMED                     # self pointer
+    assert d.parse(_header() + b"\x01a\xc0\x0c" + q) is d.MALFORMED                # loop back to start
+    assert d.parse(_header() + b"\xc0\x20" + q + b"\x00" * 20) is d.MALFORMED      # forward pointer
     long_name = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\x00"  # 320 chars
-    assert d.parse(_header() + long_name + q) is None
+    assert d.parse(_header() + long_name + q) is d.MALFORMED
     labels = b"\x01a" * 200 + b"\x00"                                        # 200 labels
-    assert d.parse(_header() + labels + q) is None
-    assert d.parse(_header() + b"\x40abc\x00" + q) is None                  # label type 0x40
+    assert d.parse(_header() + labels + q) is d.MALFORMED
+    assert d.parse(_header() + b"\x40abc\x00" + q) is d.MALFORMED                  # label type 0x40
     ok = _header(an=1) + b"\x01a\x00" + q + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04"
     assert d.parse(ok + b"\x01\x02\x03\x04").answers[0].data == "1.2.3.4"
-    assert d.parse(ok + b"\x01\x02") is None                                # truncated RR
-    assert d.parse(b"\x00" * 11) is None
+    assert d.parse(ok + b"\x01\x02") is d.MALFORMED                                # truncated RR
+    assert d.parse(b"\x00" * 11) is d.MALFORMED
     # 20 pointer hops: a chain of pointers kept in an unknown RR's rdata, then an owner
     # name pointing at its end. dnspython stops at 16 hops; so do we.
     msg = _header(an=2) + b"\x00" + q + b"\x00\x03\xe7\x00\x01\x00\x00\x00\x3c\x00\x28"
     for i in range(20):
         msg += (0xC000 | (len(msg) - 2 if i else 12)).to_bytes(2, "big")
     bad = msg + (0xC000 | (len(msg) - 2)).to_bytes(2, "big") + b"\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x00"
-    assert d.parse(bad) is None
+    assert d.parse(bad) is d.MALFORMED
 
 
 def test_truncated_tc_keeps_complete_answers():
@@ -195,7 +195,7 @@ def test_truncated_tc_keeps_complete_answers():
     assert m.truncated and [a.data for a in m.answers] == ["192.0.2.1"]
     notc = bytearray(wire[:-3])
     notc[2] &= ~0x02
-    assert d.parse(bytes(notc)) is None
+    assert d.parse(bytes(notc)) is d.MALFORMED
 
 
 def test_names_escape_like_dnspython_and_fallback_types():

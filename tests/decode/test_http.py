@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from auditor import hostnames
 from auditor.decode import http
 
 REAL_PCAPS = Path(__file__).resolve().parents[2] / "pcaps" / "real"
@@ -39,18 +40,18 @@ def test_host_matches_tshark(name):
 def test_host_with_port_and_ipv6_literal():
     r = http.parse_request(b"GET / HTTP/1.1\r\nHost: [2001:db8:1:2::1000]:8080\r\n\r\n")
     assert r.host == "[2001:db8:1:2::1000]:8080"
-    assert http.host_name(r.host) == "2001:db8:1:2::1000"
-    assert http.host_name("192.168.28.253:8000") == "192.168.28.253"
-    assert http.host_name("Example.COM.") == "example.com"
-    assert http.host_name("2001:db8::1") == "2001:db8::1"
-    assert http.host_name(None) == ""
+    assert hostnames.http_host(r.host) == "2001:db8:1:2::1000"
+    assert hostnames.http_host("192.168.28.253:8000") == "192.168.28.253"
+    assert hostnames.http_host("Example.COM.") == "example.com"
+    assert hostnames.http_host("2001:db8::1") is None      # a bare IPv6 needs brackets
+    assert hostnames.http_host(None) is None
 
 
 def test_connect_target():
     r = http.parse_request(b"CONNECT secure.newegg.com:443 HTTP/1.1\r\n"
                            b"Host: secure.newegg.com:443\r\n\r\n")
     assert (r.method, r.target, r.version) == ("CONNECT", "secure.newegg.com:443", "HTTP/1.1")
-    assert http.host_name(r.target) == "secure.newegg.com"
+    assert hostnames.http_host(r.target) == "secure.newegg.com"
 
 
 def test_header_name_case_and_first_host_wins():
@@ -60,13 +61,13 @@ def test_header_name_case_and_first_host_wins():
 
 
 def test_need_more_not_http_malformed():
-    assert http.parse_request(b"") == http.NOT_HTTP
+    assert http.parse_request(b"") == http.NOT_THIS
     assert http.parse_request(b"GE") == http.NEED_MORE
     assert http.parse_request(b"GET /index") == http.NEED_MORE
     assert http.parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n") == http.NEED_MORE
-    assert http.parse_request(b"\x16\x03\x01\x02\x00") == http.NOT_HTTP
-    assert http.parse_request(b"HTTP/1.1 200 OK\r\n\r\n") == http.NOT_HTTP
-    assert http.parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == http.NOT_HTTP
+    assert http.parse_request(b"\x16\x03\x01\x02\x00") == http.NOT_THIS
+    assert http.parse_request(b"HTTP/1.1 200 OK\r\n\r\n") == http.NOT_THIS
+    assert http.parse_request(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") == http.NOT_THIS
     assert http.parse_request(b"GET / HTTP/1.1 junk\r\n\r\n") == http.MALFORMED
     assert http.parse_request(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n") == http.MALFORMED
     assert http.parse_request(b"GET / HTTP/1.1\r\nno colon\r\n\r\n") == http.MALFORMED

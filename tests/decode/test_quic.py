@@ -54,7 +54,7 @@ def flow_hello(datagrams):
     key_dcid = None
     for d in datagrams:
         r = quic.parse_initial(d, key_dcid)
-        if isinstance(r, str):
+        if not isinstance(r, quic.QuicInitial):
             continue
         key_dcid = key_dcid or r.dcid
         for off, data in r.crypto:
@@ -80,7 +80,7 @@ def test_quic_sni_matches_tshark(name):
             assert not isinstance(hello, tls.ClientHello), st
         # Server Initials opened with client keys must fail cleanly, never decode.
         for d in server:
-            assert quic.parse_initial(d) in (quic.MALFORMED, quic.NOT_QUIC)
+            assert quic.parse_initial(d) in (quic.MALFORMED, quic.NOT_THIS)
 
 
 def test_named_captures():
@@ -120,10 +120,10 @@ def test_assembler_out_of_order_overlap_and_cap():
 
 
 def test_not_quic_and_malformed():
-    assert quic.parse_initial(b"") == quic.NOT_QUIC
-    assert quic.parse_initial(b"\x40" + b"\x00" * 40) == quic.NOT_QUIC          # short header
-    assert quic.parse_initial(b"\xc0\xff\x00\x00\x1d" + b"\x00" * 40) == quic.NOT_QUIC
-    assert quic.parse_initial(b"\xe0\x00\x00\x00\x01" + b"\x00" * 40) == quic.NOT_QUIC  # 0x2 Handshake
+    assert quic.parse_initial(b"") == quic.NOT_THIS
+    assert quic.parse_initial(b"\x40" + b"\x00" * 40) == quic.NOT_THIS          # short header
+    assert quic.parse_initial(b"\xc0\xff\x00\x00\x1d" + b"\x00" * 40) == quic.NOT_THIS
+    assert quic.parse_initial(b"\xe0\x00\x00\x00\x01" + b"\x00" * 40) == quic.NOT_THIS  # 0x2 Handshake
     assert quic.parse_initial(b"\xc0\x00\x00\x00\x01\x08" + b"\x00" * 40) == quic.MALFORMED
     client = next(iter(udp_flows(REAL_PCAPS / "quic-illustrated-loopback.pcap").values()))[0]
     flipped = bytearray(client[0])

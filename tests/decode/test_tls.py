@@ -54,7 +54,7 @@ def tshark_snis(path) -> dict[str, str]:
 def first_hello(data: bytes):
     """The tracker's view: TLS at the start, or after an HTTP CONNECT request head."""
     res = tls.parse_records(data)
-    if res == tls.NOT_TLS and not isinstance(parse_request(data), str):
+    if res == tls.NOT_THIS and not isinstance(parse_request(data), str):
         res = tls.parse_records(data[data.find(b"\r\n\r\n") + 4:])
     return res
 
@@ -152,9 +152,9 @@ def test_lying_lengths_are_malformed():
 
 
 def test_not_tls_and_need_more():
-    assert tls.parse_records(b"GET / HTTP/1.1\r\n") == tls.NOT_TLS
-    assert tls.parse_records(b"\x16\x09") == tls.NOT_TLS
-    assert tls.parse_records(b"SSH-2.0-OpenSSH") == tls.NOT_TLS
+    assert tls.parse_records(b"GET / HTTP/1.1\r\n") == tls.NOT_THIS
+    assert tls.parse_records(b"\x16\x09") == tls.NOT_THIS
+    assert tls.parse_records(b"SSH-2.0-OpenSSH") == tls.NOT_THIS
     assert tls.parse_records(b"") == tls.NEED_MORE
     assert tls.parse_records(b"\x16\x03") == tls.NEED_MORE
     assert tls.parse_handshake(b"\x01\x00") == tls.NEED_MORE

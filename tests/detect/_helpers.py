@@ -5,26 +5,28 @@ from __future__ import annotations
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
-from auditor.detect import build_detectors
+from auditor.detect import registry
+from auditor.detect.base import Context
 from auditor.events import Finding
-from auditor.pipeline import Pipeline
 from auditor.settings import Settings
-from auditor.track.names import Evictions
-from tests.util import Recorder, frames
+from auditor.telemetry import Table, Telemetry
+from tests.util import Recorder, frames, pipeline_for
 
 CLIENT = "10.0.0.5"
 
 
 def detect(packets, *, only: str | None = None, start=1000.0, step=0.01, **settings):
-    """Findings raised (optionally by one detector) and the shared evictions table."""
+    """Findings raised (optionally by one detector) and the evictions by table."""
     s = Settings(**settings)
-    evictions = Evictions()
-    detectors = [d for d in build_detectors(s, evictions=evictions) if only is None or d.name == only]
+    telemetry = Telemetry()
+    context = Context(telemetry, tuple(s.dns_servers), s.detectors.max_keys)
+    detectors = [d for d in registry.build(s.detectors, context) if only is None or d.name == only]
     rec = Recorder()
-    pipe = Pipeline(s, [*detectors, rec])
+    pipe = pipeline_for([*detectors, rec], s, telemetry)
     pipe.feed(frames(packets, start=start, step=step))
     pipe.close()
-    return [f for f in rec.of(Finding) if only is None or f.detector == only], evictions
+    found = [f for f in rec.of(Finding) if only is None or f.detector == only]
+    return found, {t.value: n for t, n in telemetry.evictions.items() if n}
 
 
 def tls_hello(sni: str) -> bytes:

@@ -46,17 +46,19 @@ def test_once_per_destination_per_window():
 def test_private_endpoint_destination_is_exempt():
     from auditor.detect.bulk_upload import BulkUpload
     from auditor.events import FlowEnded
-    from auditor.policy.verdict import Verdict
+    from auditor.detect.base import Context
+    from auditor.policy.verdict import Reason, Verdict
+    from auditor.telemetry import Telemetry
     from tests.util import run
-    det = BulkUpload(Settings(detectors=SMALL).detectors.bulk_upload, 100)
+    det = BulkUpload(Settings(detectors=SMALL).detectors.bulk_upload, Context(Telemetry(), max_keys=100))
     _, rec = run(tcp_session(CLIENT, DEST, 40000, 443, tls_hello("acct.blob.core.windows.net"), up=250_000))
     flow = rec.of(FlowEnded)[0].flow
     raised = []
     det.bind(raised.append)
-    flow.verdict = Verdict(True, "private_endpoint", "pe", "private_endpoint")
+    flow.verdict = Verdict(True, Reason.PRIVATE_ENDPOINT, "pe", "private_endpoint")
     det.flow_ended(FlowEnded(flow, "close"))
     assert raised == []
-    flow.verdict = Verdict(True, "service_tag", "Storage", "service_tag")
+    flow.verdict = Verdict(True, Reason.SERVICE_TAG, "Storage", "service_tag")
     det.flow_ended(FlowEnded(flow, "close"))
     assert [f.key for f in raised] == ["acct.blob.core.windows.net"]
 

@@ -7,7 +7,8 @@ import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 
-from auditor.detect.dnsnames import entropy, registered_domain, wire
+from auditor.detect.dns_tunnel import entropy, wire
+from auditor.hostnames import registered_domain
 from tests.detect._helpers import CLIENT, detect
 from tests.util import dns_answer, dns_query
 

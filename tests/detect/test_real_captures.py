@@ -1,9 +1,9 @@
-"""Every real capture in pcaps/real through the real pipeline (`app.build`, node networks
+"""Every real capture in pcaps/real through the real pipeline (`assemble.build`, node networks
 0.0.0.0/0 and ::/0, default detector settings): the exact set of detectors that fire per
 file. Why each fires is in docs/detectors.md ("Real captures")."""
 import pytest
 
-from auditor.app import build
+from auditor.assemble import build
 from auditor.events import Finding
 from auditor.settings import Settings
 from auditor.sources.pcap import CaptureFile
@@ -68,9 +68,8 @@ _cache: dict[str, list[Finding]] = {}
 
 def findings(name: str, **settings) -> list[Finding]:
     if name not in _cache or settings:
-        audit = build(Settings(node_networks=["0.0.0.0/0", "::/0"], **settings))
         rec = Recorder()
-        audit.pipeline.dispatch.add(rec)
+        audit = build(Settings(node_networks=["0.0.0.0/0", "::/0"], **settings), extra=[rec])
         try:
             audit.pipeline.feed(CaptureFile(REAL_PCAPS / name))
         finally:

@@ -82,7 +82,7 @@ def _interrupted_replay(tmp: Path, pcap: Path, delay: float) -> tuple[int, str, 
                              "--policy", str(floods.POLICY)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while not events.exists():           # the sink is open: the run is under way
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.01)

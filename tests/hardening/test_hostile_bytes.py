@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from auditor.app import build
+from auditor.assemble import build
 from auditor.decode.packet import LINKTYPE_ETHERNET
 from auditor.settings import Settings
-from auditor.sources.pcap import CaptureError, CaptureFile
+from auditor.sources.pcap import CaptureFileError, CaptureFile
 from tests.conftest import REAL_PCAPS
 from tests.hardening.floods import ETH_IN, ETH_OUT, NODE, POLICY, RESOLVER, ipv4, tcp, udp
 from tests.util import Recorder
@@ -32,23 +32,12 @@ LONG = settings(settings.get_profile("long"))
 SERVER = bytes([93, 184, 216, 34])
 
 
-_JUDGE = []
-
-
 def pipeline():
-    """The real component chain (judge, detectors, metrics, summary) plus a recorder; the
-    policy and service tags are parsed once (they take most of a second)."""
-    import auditor.app as app
-    settings_ = Settings(policy=POLICY, node_networks=["10.0.0.0/8"], events=None)
-    if not _JUDGE:
-        _JUDGE.append(app.load_judge(settings_))
-    real_load, app.load_judge = app.load_judge, lambda s: _JUDGE[0]
-    try:
-        audit = build(settings_)
-    finally:
-        app.load_judge = real_load
+    """The real component chain (judge, detectors, metrics, summary) plus a recorder (the
+    service tags are parsed once per process: `ServiceTags.load` keeps them)."""
     rec = Recorder()
-    audit.pipeline.dispatch.add(rec)
+    audit = build(Settings(policy=POLICY, node_networks=["10.0.0.0/8"], events=None), extra=[rec],
+                  process_metrics=False)
     return audit.pipeline, rec
 
 
@@ -68,7 +57,7 @@ def feed(frames, fresh: bool = False):
     if fresh:
         pipe.close()
         del _SHARED["pipe"]
-    assert pipe.internal_errors == 0, pipe.decode_malformed
+    assert pipe.telemetry.errors_total() == 0, pipe.telemetry.component_errors
     return pipe
 
 
@@ -142,7 +131,7 @@ def test_compression_pointer_loops_and_oversized_names_are_malformed_dns():
     bad_label = header + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01"     # 0x40: reserved label type
     units = [self_loop, two_loop, forward, too_long, bad_label]
     pipe = feed([f for u in units for f in _dns_frames(u)], fresh=True)
-    assert pipe.malformed_by_layer().get("dns") == len(units)
+    assert pipe.telemetry.malformed["dns"] == len(units)
 
 
 def _hello(length_lie: int = 0, record_lie: int = 0, ext_lie: int = 0) -> bytes:
@@ -163,7 +152,7 @@ def test_client_hellos_with_lying_lengths_never_raise_and_never_name_the_flow_wr
     frames.append(ETH_OUT + ipv4(NODE, SERVER, 6, tcp(40000, 443, 0x11, seq=5000)))
     pipe.feed([(1000.0 + i, LINKTYPE_ETHERNET, f, len(f)) for i, f in enumerate(frames)])
     pipe.close()
-    assert pipe.internal_errors == 0
+    assert pipe.telemetry.errors_total() == 0
     flows = [e.flow for e in rec.events if type(e).__name__ == "FlowEnded"]
     assert len(flows) == 1
     # Either the hello still parses to the right name, or it is counted malformed / unnamed.
@@ -199,7 +188,7 @@ def replay_file(path: Path):
     pipe, rec = pipeline()
     try:
         capture = CaptureFile(path)
-    except CaptureError:
+    except CaptureFileError:
         return None, rec      # a clean refusal of the whole file is fine (exit 1 in the CLI)
     pipe.feed(capture)
     pipe.close()
@@ -218,12 +207,12 @@ def test_byte_flipped_and_truncated_real_captures(tmp_path, pcap):
             pipe, rec = replay_file(bad)
             if pipe is None:
                 continue
-            assert pipe.internal_errors == 0, (bad, pipe.decode_malformed)
+            assert pipe.telemetry.errors_total() == 0, (bad, pipe.telemetry.component_errors)
             # Every flow that started was reported; events raised before the damage are kept.
             started = pipe.tracker.flows.flows_created
             assert len([e for e in rec.events if type(e).__name__ == "FlowEnded"]) == started
-            moved += sum(pipe.malformed_by_layer().values()) > sum(
-                clean.malformed_by_layer().values()) if clean else 0
+            moved += pipe.telemetry.malformed_total() > clean.telemetry.malformed_total() \
+                if clean else 0
     MOVED[pcap.name] = moved
 
 

@@ -25,10 +25,10 @@ import dns.rdatatype
 import dns.rrset
 
 CLIENT_IP = "127.0.0.1"     # the "node": the only --node-network
-HARD_TIMEOUT = 45.0         # a sidecar subprocess never outlives this
+HARD_TIMEOUT = 300.0        # a sidecar subprocess never outlives this
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+def wait_for(predicate, timeout: float = 90.0, what: str = "condition", interval: float = 0.05):
     """Poll until `predicate()` is truthy; return its value or fail naming `what`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -118,7 +118,7 @@ class Listener:
                 continue
             except OSError:
                 return
-            conn.settimeout(5)
+            conn.settimeout(30)
             try:
                 self.received.append(_read_first_message(conn))
             except OSError:
@@ -154,7 +154,7 @@ def _read_first_message(conn: socket.socket) -> bytes:
 def resolve(server: str, name: str) -> str:
     """The A record for `name` from `server`, asked from the node's address."""
     query = dns.message.make_query(name, "A")
-    response = dns.query.udp(query, server, timeout=5, source=CLIENT_IP)
+    response = dns.query.udp(query, server, timeout=30, source=CLIENT_IP)
     assert response.rcode() == dns.rcode.NOERROR, (name, dns.rcode.to_text(response.rcode()))
     return response.answer[0][0].address
 
@@ -166,7 +166,7 @@ def tls_hello(ip: str, server_name: str, port: int = 443) -> int:
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     raw = socket.socket()
-    raw.settimeout(5)
+    raw.settimeout(30)
     raw.bind((CLIENT_IP, 0))
     raw.connect((ip, port))
     sport = raw.getsockname()[1]
@@ -183,7 +183,7 @@ def tls_hello(ip: str, server_name: str, port: int = 443) -> int:
 def http_get(ip: str, host: str, port: int = 80) -> socket.socket:
     """Send `GET /` with `Host: host` and return the still-open socket (the caller closes)."""
     s = socket.socket()
-    s.settimeout(5)
+    s.settimeout(30)
     s.bind((CLIENT_IP, 0))
     s.connect((ip, port))
     s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: live-test\r\n\r\n".encode())
@@ -193,7 +193,7 @@ def http_get(ip: str, host: str, port: int = 80) -> socket.socket:
 def tcp_payload(ip: str, port: int, payload: bytes = b"hello, no name here\n") -> socket.socket:
     """A TCP connection that sends bytes carrying no SNI or Host; returned still open."""
     s = socket.socket()
-    s.settimeout(5)
+    s.settimeout(30)
     s.bind((CLIENT_IP, 0))
     s.connect((ip, port))
     s.sendall(payload)
@@ -230,11 +230,11 @@ class Sidecar:
         return f"http://{CLIENT_IP}:{self.metrics_port}{path}"
 
     def get(self, path: str = "/") -> str:
-        with urllib.request.urlopen(self.url(path), timeout=5) as resp:
+        with urllib.request.urlopen(self.url(path), timeout=30) as resp:
             assert resp.status == 200
             return resp.read().decode()
 
-    def wait_ready(self, timeout: float = 20.0) -> str:
+    def wait_ready(self, timeout: float = 90.0) -> str:
         """Wait until the landing page answers (the capture socket is open by then)."""
         def ready():
             if self.proc.poll() is not None:
@@ -245,7 +245,7 @@ class Sidecar:
                 return None
         return wait_for(ready, timeout, "the metrics endpoint")
 
-    def wait_stderr(self, needle: str, timeout: float = 20.0, start: int = 0) -> str:
+    def wait_stderr(self, needle: str, timeout: float = 90.0, start: int = 0) -> str:
         def seen():
             for line in self.stderr_lines[start:]:
                 if needle in line:
@@ -258,7 +258,7 @@ class Sidecar:
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
 
-    def wait(self, timeout: float = 20.0) -> int:
+    def wait(self, timeout: float = 90.0) -> int:
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

@@ -89,7 +89,7 @@ def of(evs: list[dict], action: str, **where) -> list[dict]:
             and all(get(e, k.replace("__", ".")) == v for k, v in where.items())]
 
 
-def scrape_when(sidecar: Sidecar, what: str, ok, timeout: float = 20.0) -> str:
+def scrape_when(sidecar: Sidecar, what: str, ok, timeout: float = 90.0) -> str:
     """Scrape /metrics until `ok(text)` holds."""
     def attempt():
         text = sidecar.get("/metrics")

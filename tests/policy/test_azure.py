@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from auditor.policy import PolicyError, load_policy
-from auditor.policy.commands import show_json
+from auditor.policy.render import to_json as show_json
 from auditor.policy.model import IsolationMode, RuleType
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

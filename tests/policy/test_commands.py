@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from auditor.policy.commands import main
+from auditor.cli import main as cli_main
+
+
+def main(argv):
+    return cli_main(["policy", *argv])
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "policies" / "workspace-approved.yaml"
@@ -31,7 +35,7 @@ managed_network:
 
 
 def run(*argv):
-    return subprocess.run([sys.executable, "-m", "auditor.policy.commands", *map(str, argv)],
+    return subprocess.run([sys.executable, "-m", "auditor", "policy", *map(str, argv)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -124,7 +128,7 @@ def test_subprocess_bad_files(write, text):
     path = write(text)
     proc = run("explain", path, "pypi.org")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("policy.yaml") and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stderr.startswith("egress-auditor: policy.yaml") and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_subprocess_missing_file_and_bad_tags(tmp_path):
@@ -136,12 +140,7 @@ def test_subprocess_missing_file_and_bad_tags(tmp_path):
     assert proc.returncode == 1 and "tags.json: not a service tags file" in proc.stderr
 
 
-def test_add_arguments_for_the_lead():
-    import argparse
-    from auditor.policy import commands
-    parser = argparse.ArgumentParser()
-    commands.add_arguments(parser.add_subparsers(dest="cmd"))
-    args = parser.parse_args(["show", str(EXAMPLE), "--json"])
-    assert args.func(args) == 0
-    args = parser.parse_args(["show", "/nonexistent.yaml"])
-    assert args.func(args) == 1          # PolicyError handled inside func, no traceback
+def test_policy_errors_reach_cli_main_as_one_line(capsys):
+    assert main(["show", "/nonexistent.yaml"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("egress-auditor: /nonexistent.yaml: cannot read") and err.count("\n") == 1

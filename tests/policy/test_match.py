@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from auditor.policy.match import (FqdnMatcher, PatternError, is_storage_name, is_storage_pattern,
-                                  normalise_name, normalise_pattern, pattern_matches)
+                                  normalise_pattern, pattern_matches)
+from auditor.hostnames import normalise as normalise_name
 
 
 def m(pattern: str, name: str) -> bool:

@@ -4,7 +4,7 @@ import struct
 from hypothesis import given, strategies as st
 
 from auditor.decode.packet import Fragment, Packet, decode
-from auditor.sources.pcap import CaptureError, CaptureFile
+from auditor.sources.pcap import CaptureFileError, CaptureFile
 
 LINKTYPES = [0, 1, 101, 108, 113, 228, 229, 276, 147]
 LAYERS = {"link", "ip", "ipv6", "tcp", "udp", "icmp"}
@@ -95,7 +95,7 @@ def _read_all(tmp_path_factory, data):
     p.write_bytes(data)
     try:
         cf = CaptureFile(p)
-    except CaptureError as e:
+    except CaptureFileError as e:
         assert "f.pcap" in str(e) and "\n" not in str(e)
         return
     for ts, lt, fr, wl in cf:

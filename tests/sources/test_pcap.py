@@ -1,11 +1,11 @@
-"""Capture-file reader: packet counts equal tshark's, formats, damage, and CaptureError."""
+"""Capture-file reader: packet counts equal tshark's, formats, damage, and CaptureFileError."""
 import shutil
 import struct
 import subprocess
 
 import pytest
 
-from auditor.sources.pcap import CaptureError, CaptureFile, read_frames
+from auditor.sources.pcap import CaptureFileError, CaptureFile, read_frames
 
 ALL = None  # filled lazily from the fixture directory
 
@@ -76,14 +76,14 @@ def test_corrupt_record_header(real_pcaps):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(CaptureError, match="nope.pcap: cannot read"):
+    with pytest.raises(CaptureFileError, match="nope.pcap: cannot read"):
         read_frames(tmp_path / "nope.pcap")
 
 
 def test_not_a_capture(tmp_path):
     p = tmp_path / "notes.pcap"
     p.write_text("hello, this is text and not a capture file\n")
-    with pytest.raises(CaptureError) as e:
+    with pytest.raises(CaptureFileError) as e:
         read_frames(p)
     assert "notes.pcap" in str(e.value) and "not a capture" in str(e.value)
     assert "\n" not in str(e.value)
@@ -94,7 +94,7 @@ def test_not_a_capture(tmp_path):
 def test_short_or_bad_headers(tmp_path, content):
     p = tmp_path / "x.pcap"
     p.write_bytes(content)
-    with pytest.raises(CaptureError, match="x.pcap"):
+    with pytest.raises(CaptureFileError, match="x.pcap"):
         read_frames(p)
 
 

@@ -5,7 +5,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from auditor.events import DnsAnswered, FlowEnded
 from auditor.decode.packet import Fragment
 from auditor.track.defrag import Defragmenter
-from auditor.track.names import Evictions
+from auditor.telemetry import Table, Telemetry
 from tests.util import dns_query, run
 
 C, R = "10.0.0.5", "168.63.129.16"
@@ -33,18 +33,18 @@ def _frag(offset, data, more, ident=1):
 
 
 def test_incomplete_datagrams_are_capped_and_counted():
-    ev = Evictions()
+    ev = Telemetry()
     d = Defragmenter(ev, max_datagrams=4)
     for i in range(10):
         assert d.add(_frag(8, b"x" * 8, True, ident=i)) is None
-    assert len(d) == 4 and ev["fragments"] == 6
+    assert len(d) == 4 and ev.evictions[Table.FRAGMENTS] == 6
 
 
 def test_oversized_datagram_is_dropped():
-    ev = Evictions()
+    ev = Telemetry()
     d = Defragmenter(ev)
     assert d.add(_frag(65528, b"y" * 16, False)) is None
-    assert len(d) == 0 and ev["fragments"] == 1
+    assert len(d) == 0 and ev.evictions[Table.FRAGMENTS] == 1
 
 
 @given(st.binary(min_size=1, max_size=600), st.lists(st.integers(1, 7), min_size=1, max_size=20), st.randoms())
@@ -57,7 +57,7 @@ def test_any_fragmentation_and_order_reassembles(data, sizes, rnd):
         cuts.append((pos, data[pos:pos + n]))
         pos += n
     rnd.shuffle(cuts)
-    d = Defragmenter(Evictions())
+    d = Defragmenter(Telemetry())
     done = None
     for offset, piece in cuts:
         r = d.add(_frag(offset, piece, offset + len(piece) < len(data)))

@@ -107,7 +107,7 @@ def test_idle_udp_flow_ends_and_table_cap_evicts_and_counts():
     pipe, rec = run(pkts, max_flows=16)
     reasons = [e.reason for e in rec.of(FlowEnded)]
     assert reasons.count("evicted") == 24
-    assert pipe.tracker.evictions["flows"] == 24
+    assert pipe.telemetry.evictions["flows"] == 24
     assert reasons.count("idle") == 16          # the survivors time out when the late packet comes
     assert len(reasons) == 41                   # every flow ends exactly once
 

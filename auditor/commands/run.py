@@ -12,10 +12,12 @@ import signal
 import sys
 import time
 
-from auditor.app import _StopOnSignal, _serve, build, load_judge, _publish_policy, settings_from_args
-from auditor.cli import EXIT_INTERRUPTED, EXIT_OK, BadInput
+from auditor import assemble
+from auditor.commands.inputs import settings_from_args
+from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, PolicyError
+from auditor.lifecycle import OnSignal, StopOnSignal, serve_metrics
 from auditor.settings import DEFAULT_NODE_NETWORKS
-from auditor.sources.pcap import CaptureError
+from auditor.sources.live import LiveCapture
 
 STATS_EVERY = 1.0  # seconds between reads of the kernel's drop counters
 
@@ -30,30 +32,24 @@ def interface_networks(interface: str) -> list[str]:
         if v4 and v4 != "0.0.0.0":
             nets.append(f"{v4}/32")
         nets += [f"{addr}/128" for addr, _scope, iface in in6_getifaddr() if iface == interface]
-    except Exception:  # an interface without addresses is still capturable
+    except Exception:  # noqa: BLE001 - an interface without addresses is still capturable
         pass
     return [n for n in nets if ipaddress.ip_network(n, strict=False)]
 
 
-def run_live(args) -> int:
-    from auditor.sources.live import LiveCapture
-
-    if not args.node_network:
-        args.node_network = DEFAULT_NODE_NETWORKS + interface_networks(args.interface)
-    settings = settings_from_args(args)
-    port = args.metrics_port if args.metrics_port is not None else int(settings.metrics_listen.rsplit(":", 1)[1])
+def main(args) -> int:
+    node_networks = args.node_network or DEFAULT_NODE_NETWORKS + interface_networks(args.interface)
+    settings = settings_from_args(args, node_networks=node_networks)
+    port = args.metrics_port if args.metrics_port is not None else \
+        int(settings.metrics_listen.rsplit(":", 1)[1])
     # Prometheus scraping us is not the node's egress: keep it out of the audit.
     bpf = f"not tcp port {port}" + (f" and ({args.bpf})" if args.bpf else "")
-    try:
-        capture = LiveCapture(args.interface, bpf=bpf)
-    except CaptureError as exc:
-        raise BadInput(str(exc)) from None
-    audit = build(settings)
+    capture = LiveCapture(args.interface, bpf=bpf)
+    audit = assemble.build(settings)
     pipeline = audit.pipeline
-    server = _serve(audit, port)
-    stop = _StopOnSignal(pipeline)
-    reload_requested = []
-    old_hup = signal.signal(signal.SIGHUP, lambda *_: reload_requested.append(1))
+    server = serve_metrics(audit.registry, settings.metrics_listen, port)
+    stop = StopOnSignal(pipeline)
+    hup = OnSignal(signal.SIGHUP)
     next_stats = 0.0
 
     def on_check(p) -> None:
@@ -61,36 +57,35 @@ def run_live(args) -> int:
         now = time.monotonic()
         if now >= next_stats:
             next_stats = now + STATS_EVERY
-            p.capture_dropped = capture.stats()[1]
-        if reload_requested:
-            reload_requested.clear()
+            p.telemetry.capture_dropped = capture.stats()[1]
+        if hup.take():
             _reload(audit)
 
     print(f"egress-auditor: capturing on {args.interface}, metrics on :{port}/metrics", file=sys.stderr)
     try:
         pipeline.feed(capture.frames(0.5), check_every=1, on_check=on_check)
     finally:
-        pipeline.capture_dropped = capture.stats()[1]
+        pipeline.telemetry.capture_dropped = capture.stats()[1]
         pipeline.close("shutdown")
         capture.close()
         stop.restore()
-        signal.signal(signal.SIGHUP, old_hup)
+        hup.restore()
         if server:
             server.shutdown()
-    audit.summary.render(pipeline, sys.stderr)
+    audit.summary.render(sys.stderr)
     return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
 
 
-def _reload(audit) -> None:
+def _reload(audit: assemble.Audit) -> None:
     if audit.verdicts is None:
         print("egress-auditor: SIGHUP: no --policy was given at start; nothing to reload", file=sys.stderr)
         return
     try:
-        judge = load_judge(audit.settings)
-    except BadInput as exc:
+        judge = assemble.reload_policy(audit)
+    except PolicyError as exc:
+        audit.metrics.reloaded(False)
         print(f"egress-auditor: SIGHUP: keeping the previous policy: {exc}", file=sys.stderr)
         return
-    audit.verdicts.judge = judge
-    _publish_policy(audit.metrics, judge)
+    audit.metrics.reloaded(True)
     print(f"egress-auditor: SIGHUP: policy reloaded ({len(judge.rules)} rules, "
-          f"mode {audit.verdicts.ruleset})", file=sys.stderr)
+          f"mode {judge.mode.value})", file=sys.stderr)

@@ -1,19 +1,17 @@
 """The rule-building half of `suggest`: which destinations may share a `*.` wildcard, which
-Azure names need a private endpoint, which service tag is the most specific, and the
-`NewRule`s (names unique and stable) for each kind. Pure: no I/O, no pipeline.
+Azure names need a private endpoint, which service tag is the most specific, and the typed
+policy rules (names unique and stable) for each kind. Pure: no I/O, no pipeline.
 """
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from auditor.policy import endpoints
-from auditor.policy.match import is_storage_name, pattern_matches
-
-if TYPE_CHECKING:
-    from auditor.suggest import _Implicated
+from auditor.policy.azure import parse_port_ranges
+from auditor.policy.match import is_storage_name, normalise_pattern, pattern_matches
+from auditor.policy.model import FqdnRule, PrivateEndpointRule, Rule, ServiceTagRule
+from auditor.suggest.observe import Implicated
 
 # Names under these are shared by many tenants: a wildcard would allow everyone's endpoints.
 SHARED_SUFFIXES = (
@@ -62,11 +60,17 @@ RID_PREFIX = "/subscriptions/<subscription-id>/resourceGroups/<resource-group>/p
 
 @dataclass
 class NewRule:
-    name: str
-    type: str
-    destination: Any                      # str (fqdn) or mapping
+    rule: Rule                            # typed, as the policy engine reads it
     why: str                              # one comment line of evidence
     covers: set[str] = field(default_factory=set)   # labels of flows it is for
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    @property
+    def type(self) -> str:
+        return self.rule.type.value
 
 
 # -- classification helpers ------------------------------------------------------------------
@@ -87,15 +91,6 @@ def private_link_target(name: str) -> tuple[str, str, str] | None:
     return None
 
 
-def is_internal(ip: str) -> bool:
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return a.is_private or a.is_multicast or a.is_link_local or a.is_loopback or \
-        a.is_unspecified or ip == "255.255.255.255"
-
-
 def _slug(text: str) -> str:
     out = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
     return "-".join(p for p in out.split("-") if p)
@@ -114,33 +109,13 @@ def port_ranges(ports: set[int]) -> str:
     return ", ".join(out)
 
 
-class TagChooser:
+def choose_tag(tags, ip: str) -> str | None:
     """The most specific (fewest addresses) non-broad service tag holding an IP."""
-
-    def __init__(self, tags, sizes: dict[str, int]) -> None:
-        self.tags, self.sizes = tags, sizes
-
-    def choose(self, ip: str) -> str | None:
-        found = [t for t in self.tags.tags_for(ip)
-                 if t.split(".")[0].lower() not in BROAD_TAGS and t != "VirtualNetwork"]
-        if not found:
-            return None
-        return min(found, key=lambda t: (self.sizes.get(t, 1 << 130), "." not in t, t))
-
-
-def tag_sizes(values: list) -> dict[str, int]:
-    from auditor.policy.servicetags import parse_prefix
-    sizes: dict[str, int] = {}
-    for v in values:
-        total = 0
-        for p in (v.get("properties") or {}).get("addressPrefixes") or ():
-            try:
-                bits, first, last = parse_prefix(p)
-            except ValueError:
-                continue
-            total += (last - first + 1) << (128 - bits)   # v4 and v6 on one scale
-        sizes[v.get("name", "")] = total
-    return sizes
+    found = [t for t in tags.tags_for(ip)
+             if t.split(".")[0].lower() not in BROAD_TAGS and t != "VirtualNetwork"]
+    if not found:
+        return None
+    return min(found, key=lambda t: (tags.sizes.get(t, 1 << 130), "." not in t, t))
 
 
 def _unique(base: str, taken: set[str]) -> str:
@@ -159,7 +134,7 @@ def wildcard_ok(domain: str) -> bool:
                    for s in SHARED_SUFFIXES)
 
 
-def group_fqdns(names: set[str], registered, forbidden: set[str] = frozenset()
+def group_fqdns(names: set[str], registered, forbidden: set[str] | frozenset[str] = frozenset()
                 ) -> dict[str, set[str]]:
     """pattern -> the names it is for: `*.domain` when ≥2 sibling subdomains of one
     registrable domain were seen, the domain is not shared, and no `forbidden` name falls under."""
@@ -179,7 +154,7 @@ def group_fqdns(names: set[str], registered, forbidden: set[str] = frozenset()
     return out
 
 
-def fqdn_rules(fqdn, implicated: _Implicated, suspicious_names, registered, taken) -> list[NewRule]:
+def fqdn_rules(fqdn, implicated: Implicated, suspicious_names, registered, taken) -> list[NewRule]:
     forbidden = set(suspicious_names) | set(implicated.names)
     forbidden |= {"x." + d for d in implicated.domains}     # a name under each tunnel domain
     rules = []
@@ -192,7 +167,8 @@ def fqdn_rules(fqdn, implicated: _Implicated, suspicious_names, registered, take
         if any(base == d or base.endswith("." + d) for d in REVIEW_DOMAINS):
             why = ("REVIEW: a paste / file-drop / tunnel service, a common exfiltration channel; "
                    "no detector fired, delete this rule unless the job needs it" + (f"; {why}" if why else ""))
-        rules.append(NewRule(_unique("fqdn-" + slug, taken), "fqdn", pattern, why, labels))
+        rules.append(NewRule(FqdnRule(name=_unique("fqdn-" + slug, taken),
+                                      destination=normalise_pattern(pattern)), why, labels))
     return rules
 
 
@@ -200,11 +176,11 @@ def pe_rules(pe, taken) -> list[NewRule]:
     rules = []
     for (rtype, sub, name), labels in sorted(pe.items()):
         provider = _PROVIDER_CASE.get(rtype, rtype)
-        dest = {"service_resource_id": f"{RID_PREFIX}{provider}/{name}",
-                "subresource_target": sub, "spark_enabled": False}
+        rule = PrivateEndpointRule(name=_unique(f"pe-{_slug(name)}-{_slug(sub)}", taken),
+                                   service_resource_id=f"{RID_PREFIX}{provider}/{name}",
+                                   subresource_target=sub, spark_enabled=False)
         why = f"{name} ({sub}); fill in <subscription-id> and <resource-group>"
-        rules.append(NewRule(_unique(f"pe-{_slug(name)}-{_slug(sub)}", taken), "private_endpoint",
-                             dest, why, labels))
+        rules.append(NewRule(rule, why, labels))
     return rules
 
 
@@ -215,7 +191,8 @@ def st_rules(st, taken) -> list[NewRule]:
         pslug = "-".join(p.replace("-", "to") for p in text.split(", ")) if ports else "any"
         if len(ports) > 4:
             pslug = f"{len(ports)}ports"
-        dest = {"service_tag": tag, "protocol": proto.upper(), "port_ranges": text}
-        rules.append(NewRule(_unique(f"st-{_slug(tag)}-{proto if proto != '*' else 'any'}-{pslug}", taken),
-                             "service_tag", dest, "", labels))
+        rule = ServiceTagRule(
+            name=_unique(f"st-{_slug(tag)}-{proto if proto != '*' else 'any'}-{pslug}", taken),
+            service_tag=tag, protocol=proto, port_ranges=parse_port_ranges(text) if ports else ())
+        rules.append(NewRule(rule, "", labels))
     return rules

@@ -1,21 +1,44 @@
-"""What every detector shares: capped per-key state, the fire-once-per-window gate, and
-the plumbing to raise a `Finding`.
+"""What every detector shares: its settings model, the context it is built with, capped
+per-key state, the fire-once-per-window gate, and the plumbing to raise a `Finding`.
+
+A detector is one file: a `Detector` subclass that declares its `name`, the `severities` it
+can raise, its own `Settings` model (thresholds with defaults and descriptions), and
+handlers for the events it needs. Every detector takes the same constructor
+`(settings, context)`. The settings schema, the pre-created metric series and the
+enable/disable switch are derived from the classes listed in `registry.DETECTORS`.
 
 All per-key state lives in `Capped` tables: LRU dicts bounded by `detectors.max_keys`. When
 one is full the least recently touched key is dropped and counted under `detector_state`
-in the evictions table (the tracker's, when the pipeline hands it over), so a flood of
-distinct keys shows up in `table_evictions_total` instead of in memory.
+in `table_evictions_total`, so a flood of distinct keys shows up there instead of in memory.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from auditor.components import Component, Emit
 from auditor.events import Finding
-from auditor.track.flows import Flow
-from auditor.track.names import Evictions
+from auditor.flow import Flow
+from auditor.telemetry import Table, Telemetry
 
-EVICTION_TABLE = "detector_state"
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+class DetectorSettings(BaseModel):
+    """Thresholds of one detector; subclasses add their own fields."""
+    model_config = ConfigDict(extra="forbid")
+    window_seconds: float = Field(300.0, gt=0, description="a key fires at most once per window")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the pipeline hands every detector besides its own settings."""
+    telemetry: Telemetry
+    dns_servers: tuple[str, ...] = ("168.63.129.16",)
+    max_keys: int = 50_000
 
 
 class Capped(OrderedDict):
@@ -47,19 +70,18 @@ class Capped(OrderedDict):
             self._on_evict(1)
 
 
-class Detector:
-    """Base of the six detectors: a name, a bound emit function, a re-fire window per key.
+class Detector(Component):
+    """Base of the detectors: a name, a bound emit function, a re-fire window per key."""
+    name: ClassVar[str] = "detector"
+    severities: ClassVar[tuple[str, ...]] = SEVERITIES
+    Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
 
-    `evictions` may be reassigned after construction (the tracker that owns the shared
-    table is built after the components); the tables report through `self.evictions`.
-    """
-    name = "detector"
-
-    def __init__(self, window_seconds: float, max_keys: int, evictions: Evictions | None = None):
-        self.window = window_seconds
-        self.max_keys = max_keys
-        self.evictions = evictions if evictions is not None else Evictions()
-        self._emit: Callable[[object], None] | None = None
+    def __init__(self, settings: DetectorSettings, context: Context) -> None:
+        self.settings = settings
+        self.context = context
+        self.window = settings.window_seconds
+        self.max_keys = context.max_keys
+        self._emit: Emit | None = None
         self._fired = self.table()  # key -> ts it last fired
         self.fired = 0
 
@@ -67,9 +89,9 @@ class Detector:
         return Capped(self.max_keys, self._evicted)
 
     def _evicted(self, n: int) -> None:
-        self.evictions.add(EVICTION_TABLE, n)
+        self.context.telemetry.evicted(Table.DETECTOR_STATE, n)
 
-    def bind(self, emit: Callable[[object], None]) -> None:
+    def bind(self, emit: Emit) -> None:
         self._emit = emit
 
     def due(self, key: str, ts: float) -> bool:

@@ -1,0 +1,103 @@
+"""IP addresses: text and packed forms, canonical spelling, and which side of the node they are.
+
+The one home for "is this address public / internal / loopback" and for CIDR sets, used by
+the tracker (which flows are egress), the judge, the detectors and `suggest` alike. Lookups
+are cached: the same few thousand addresses come up for every flow.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from functools import lru_cache
+from typing import Iterable
+
+IPV4_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+
+
+def text(packed: bytes) -> str:
+    """Packed 4- or 16-byte address to its usual text form."""
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+def parse(value: str) -> tuple[int, int] | None:
+    """(family bits 32|128, integer) for an address string, None if it is not one."""
+    try:
+        return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, value), "big")
+    except OSError:
+        pass
+    try:
+        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, value.split("%", 1)[0]), "big")
+    except (OSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=65536)
+def canonical(value: str) -> str | None:
+    """The address in Python's canonical text form, or None if `value` is not an address."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def is_ip(value: str | None) -> bool:
+    return bool(value) and canonical(value) is not None
+
+
+@lru_cache(maxsize=65536)
+def _address(value: str):
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr
+
+
+def is_public(value: str) -> bool:
+    """A globally routable unicast address (IPv4-mapped IPv6 judged as its IPv4)."""
+    addr = _address(value)
+    return addr is not None and addr.is_global and not addr.is_multicast
+
+
+def is_internal(value: str) -> bool:
+    """Private, loopback, link-local, multicast, unspecified or broadcast: never the internet."""
+    addr = _address(value)
+    if addr is None:
+        return False
+    return (addr.is_private or addr.is_multicast or addr.is_link_local or addr.is_loopback
+            or addr.is_unspecified or value == "255.255.255.255")
+
+
+def is_loopback(value: str) -> bool:
+    addr = _address(value)
+    return addr is not None and addr.is_loopback
+
+
+def is_loopback_packed(packed: bytes) -> bool:
+    if len(packed) == 4:
+        return packed[0] == 127
+    return packed == b"\x00" * 15 + b"\x01"
+
+
+class Networks:
+    """A set of CIDR blocks; membership of packed (hot path) or text addresses."""
+
+    def __init__(self, cidrs: Iterable[str]) -> None:
+        nets = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        self.cidrs = tuple(str(n) for n in nets)
+        self._v4 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 4]
+        self._v6 = [(int(n.network_address), int(n.netmask)) for n in nets if n.version == 6]
+
+    def __contains__(self, packed: bytes) -> bool:
+        nets = self._v4 if len(packed) == 4 else self._v6
+        addr = int.from_bytes(packed, "big")
+        return any(addr & mask == net for net, mask in nets)
+
+    def has_text(self, value: str) -> bool:
+        parsed = parse(value)
+        if parsed is None:
+            return False
+        bits, addr = parsed
+        return any(addr & mask == net for net, mask in (self._v4 if bits == 32 else self._v6))

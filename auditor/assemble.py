@@ -1,0 +1,111 @@
+"""Builds one audit: settings -> policy and service tags -> components -> pipeline.
+
+The one place that decides what a run is made of, for every driver alike (`replay`, `run`,
+`suggest`, the Python API). Nothing here drives: no signals, no terminal, no loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from prometheus_client import CollectorRegistry
+
+from auditor.components import Component
+from auditor.detect import registry as detectors
+from auditor.detect.base import Context
+from auditor.pipeline import Pipeline
+from auditor.policy import load_policy
+from auditor.policy.servicetags import ServiceTags
+from auditor.policy.verdict import Judge
+from auditor.sinks.jsonl import JsonlSink
+from auditor.sinks.metrics import Metrics, registry_for
+from auditor.sinks.summary import Summary
+from auditor.telemetry import Telemetry
+from auditor.track.tracker import Limits
+from auditor.verdicts import Verdicts
+
+
+@dataclass
+class Audit:
+    """A built pipeline and the components its driver talks to afterwards."""
+    settings: object
+    pipeline: Pipeline
+    telemetry: Telemetry
+    summary: Summary
+    metrics: Metrics
+    registry: CollectorRegistry
+    verdicts: Verdicts | None = None
+    events: JsonlSink | None = None
+    tags: ServiceTags | None = None
+    extra: list[Component] = field(default_factory=list)
+
+
+def load_judge(settings) -> tuple[Judge, ServiceTags] | None:
+    """The policy judge and the service tags it uses, or None when no policy is configured
+    (flows are then named, not judged). Raises PolicyError on a bad file."""
+    if settings.policy is None:
+        return None
+    policy = load_policy(settings.policy, region=settings.region)
+    tags = ServiceTags.load(settings.service_tags, region=settings.region or policy.location,
+                            virtual_network=settings.virtual_network)
+    judge = Judge(policy, tags, dns_servers=tuple(settings.dns_servers),
+                  include=tuple(settings.include), as_mode=settings.as_mode)
+    return judge, tags
+
+
+def publish_policy(metrics: Metrics, judge: Judge, tags: ServiceTags) -> None:
+    """Tell the metrics which policy and tags are in force (at start and after SIGHUP)."""
+    counts: dict[str, int] = {}
+    series = [("allowed", "platform", "platform"), ("denied", "none", "no_matching_rule")]
+    for rule in judge.rules:
+        counts[rule.type.value] = counts.get(rule.type.value, 0) + 1
+        deny = getattr(rule, "action", "allow") == "deny"
+        series.append(("denied" if deny else "allowed", rule.type.value, rule.name))
+    metrics.set_policy(judge.mode.value, judge.policy.sha256, series, counts)
+    metrics.set_service_tags(tags.change_number, tags.cloud, tags.published)
+
+
+def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = True) -> Audit:
+    """Assemble the pipeline for `settings`; `extra` components go after the sinks."""
+    telemetry = Telemetry()
+    loaded = load_judge(settings)
+    verdicts = Verdicts(loaded[0]) if loaded else None
+    section = settings.detectors
+    found = detectors.build(section, Context(telemetry, tuple(settings.dns_servers),
+                                             section.max_keys))
+    metrics = Metrics(settings.max_destination_labels,
+                      [(d.name, d.severities) for d in section.classes])
+    summary = Summary(telemetry)
+    if loaded:
+        judge, tags = loaded
+        publish_policy(metrics, judge, tags)
+        shadow = " (shadow audit)" if settings.as_mode else ""
+        summary.policy = (f"{settings.policy} ({judge.mode.value}{shadow}, "
+                          f"{len(judge.rules)} effective rules)")
+    events = None
+    if settings.events:
+        events = JsonlSink(settings.events, telemetry, dns_events=settings.dns_events,
+                           ruleset=verdicts.ruleset if verdicts else None)
+    extra = list(extra)
+    components: list[Component] = ([verdicts] if verdicts else []) + list(found)
+    components += [metrics, summary] + ([events] if events else []) + extra
+    limits = Limits(max_flows=settings.max_flows, max_dns_cache=settings.max_dns_cache,
+                    max_pending_queries=settings.max_pending_queries)
+    pipeline = Pipeline(components, telemetry, node_networks=settings.node_networks,
+                        limits=limits)
+    return Audit(settings, pipeline, telemetry, summary, metrics,
+                 registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
+                 loaded[1] if loaded else None, extra)
+
+
+def reload_policy(audit: Audit) -> Judge:
+    """Re-read the policy and service tags and swap the judge in place (flow table, DNS
+    cache and detector state are kept). Raises PolicyError and leaves the old one in force."""
+    loaded = load_judge(audit.settings)
+    if loaded is None or audit.verdicts is None:
+        raise RuntimeError("reload_policy needs an audit that was built with a policy")
+    judge, tags = loaded
+    audit.verdicts.judge = judge
+    audit.tags = tags
+    publish_policy(audit.metrics, judge, tags)
+    return judge

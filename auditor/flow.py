@@ -1,0 +1,66 @@
+"""The flow record: one bidirectional conversation as every stage after the tracker sees it.
+
+Identity (transport and both endpoints, the client being the initiator), counters, what named
+it, and the verdict. A plain slotted object that a test can build from keyword fields
+(`Flow(transport="tcp", client_ip="10.0.0.5", server_ip="20.1.2.3", server_port=443,
+sni="pypi.org")`); the tracker's private reassembly state hangs off `track_state` and is
+released once the flow is named.
+
+Written by the tracker (counts, names), the judge (`verdict`); read by detectors and sinks.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+
+
+class Flow:
+    __slots__ = (
+        "key", "proto", "transport", "client_ip", "client_port", "server_ip", "server_port",
+        "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
+        "fin_c", "fin_s", "rst", "server_seen", "egress", "midstream",
+        "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
+        "dns_chain", "ech", "verdict", "track_state",
+    )
+
+    def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
+                 server_ip: str = "", server_port: int = 0, start: float = 0.0,
+                 last: float | None = None, key: tuple | None = None, egress: bool = True,
+                 midstream: bool = False, **fields: Any) -> None:
+        self.proto = PROTOCOL_NUMBERS.get(transport, 0)
+        self.transport = transport
+        self.key = key if key is not None else (self.proto, client_ip, client_port, server_ip,
+                                                server_port)
+        self.client_ip, self.client_port = client_ip, client_port
+        self.server_ip, self.server_port = server_ip, server_port
+        self.start = start
+        self.last = start if last is None else last
+        self.c_packets = self.c_bytes = self.s_packets = self.s_bytes = 0
+        self.fin_c = self.fin_s = self.rst = self.server_seen = False
+        self.egress = egress
+        # Began before the capture (a TCP flow first seen without its SYN): its name may
+        # have been settled (SNI, DNS) before we could see it.
+        self.midstream = midstream
+        self.named = False
+        self.sni: str | None = None
+        self.quic_sni: str | None = None
+        self.http_host: str | None = None
+        self.domain: str | None = None
+        self.name_source = "none"
+        self.app_protocol: str | None = None
+        self.dns_chain: tuple[str, ...] = ()
+        self.ech = False
+        self.verdict: Any = None
+        self.track_state: Any = None
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    @property
+    def closed(self) -> bool:
+        return self.rst or (self.fin_c and self.fin_s)
+
+    def __repr__(self) -> str:
+        return (f"Flow({self.transport} {self.client_ip}:{self.client_port} -> "
+                f"{self.server_ip}:{self.server_port} name={self.domain!r} via {self.name_source})")
