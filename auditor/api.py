@@ -19,6 +19,7 @@ from auditor import assemble
 from auditor import settings as settings_mod
 from auditor.components import Component
 from auditor.events import Finding, FlowEnded, Violation
+from auditor.lifecycle import feed_file
 from auditor.sinks import ecs
 from auditor.sources.pcap import CaptureFile
 
@@ -79,8 +80,7 @@ def audit(pcaps: Iterable[str | Path] | str | Path,
     collector.ruleset = built.verdicts.ruleset if built.verdicts else None
     files = [CaptureFile(p) for p in pcaps]
     for capture in files:
-        built.pipeline.feed(capture)
-        collector.report.warnings += capture.warnings
+        collector.report.warnings += feed_file(built.pipeline, capture)
     built.pipeline.close()
     out = io.StringIO()
     built.summary.render(out)

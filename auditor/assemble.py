@@ -90,9 +90,10 @@ def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = 
     components: list[Component] = ([verdicts] if verdicts else []) + list(found)
     components += [metrics, summary] + ([events] if events else []) + extra
     limits = Limits(max_flows=settings.max_flows, max_dns_cache=settings.max_dns_cache,
-                    max_pending_queries=settings.max_pending_queries)
+                    max_pending_queries=settings.max_pending_queries,
+                    max_reassembly_bytes=settings.max_reassembly_bytes)
     pipeline = Pipeline(components, telemetry, node_networks=settings.node_networks,
-                        limits=limits)
+                        limits=limits, dns_servers=settings.dns_servers)
     return Audit(settings, pipeline, telemetry, summary, metrics,
                  registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
                  loaded[1] if loaded else None, extra)

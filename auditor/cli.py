@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--interface", "-i", required=True)
     _audit_options(run)
     run.add_argument("--bpf", help="extra kernel capture filter, tcpdump syntax (default: none)")
+    run.add_argument("--web-config-file", type=Path, metavar="F",
+                     help="TLS and basic auth for /metrics, Prometheus exporter-toolkit format "
+                     "(default: plain HTTP, no auth)")
     run.set_defaults(module="auditor.commands.run")
 
     policy = sub.add_parser("policy", help="check, explain or show a managed-network policy")

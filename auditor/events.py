@@ -79,6 +79,18 @@ class DnsAnswered(Event):
 
 
 @dataclass(slots=True)
+class ConflictingCopies(Event):
+    """The same bytes were sent twice with different contents: a TCP retransmission that
+    disagrees with the copy that named the flow (`kind="tcp"`, `flow` set), or overlapping
+    IP fragments that disagree (`kind="fragment"`, the datagram was dropped)."""
+    ts: float
+    kind: str
+    flow: Flow | None
+    key: str
+    evidence: dict[str, Any]
+
+
+@dataclass(slots=True)
 class Violation(Event):
     """A flow was denied by the policy; raised as soon as the verdict is decided."""
     ts: float
@@ -98,3 +110,4 @@ class Finding(Event):
     destination_ip: str | None = None
     destination_port: int | None = None
     destination_domain: str | None = None
+    key_kind: str = "ip"        # what `key` names: ip, name, domain (registered), flow

@@ -22,7 +22,7 @@ class Flow:
         "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
         "fin_c", "fin_s", "rst", "server_seen", "egress", "midstream",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
-        "dns_chain", "ech", "verdict", "track_state",
+        "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "verdict", "track_state",
     )
 
     def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
@@ -51,7 +51,15 @@ class Flow:
         self.name_source = "none"
         self.app_protocol: str | None = None
         self.dns_chain: tuple[str, ...] = ()
+        # The DNS answer that named it came from a configured resolver (dns_servers, or the
+        # platform resolver): only such an answer may lead to a private endpoint.
+        self.dns_trusted = False
         self.ech = False
+        # Retransmitted bytes disagreed with the copy that named the flow: its SNI/Host
+        # cannot be trusted to be what the server got, so they name nothing.
+        self.ambiguous = False
+        # An SNI or Host that is not a strictly valid host name (kept as evidence).
+        self.invalid_name: str | None = None
         self.verdict: Any = None
         self.track_state: Any = None
         for name, value in fields.items():

@@ -38,13 +38,17 @@ def normalise(name: str | None) -> str:
     return name
 
 
-@lru_cache(maxsize=16384)
 def wire_host(raw: str | None) -> str | None:
     """The normal form of a host name read from the wire (TLS/QUIC SNI, the host part of an
     HTTP Host or CONNECT target), or None when it is not a strictly valid host name.
     IP literals are not host names here (RFC 6066 forbids them in SNI)."""
-    if not raw or not raw.isascii():
-        return None
+    if not raw or len(raw) > MAX_NAME + 1 or not raw.isascii():
+        return None                 # (checked before the cache: a 60 kB SNI is never kept)
+    return _wire_host(raw)
+
+
+@lru_cache(maxsize=16384)
+def _wire_host(raw: str) -> str | None:
     name = raw[:-1] if raw.endswith(".") else raw
     if not name or len(name) > MAX_NAME:
         return None

@@ -12,6 +12,8 @@ from typing import Callable
 from auditor.errors import OutputError
 from auditor.pipeline import Pipeline
 from auditor.sinks.exporter import serve
+from auditor.sinks.web_config import WebConfig
+from auditor.telemetry import Layer
 from auditor.terminal import printable
 
 
@@ -54,7 +56,7 @@ class OnSignal:
         signal.signal(self.signum, self._old)
 
 
-def serve_metrics(registry, listen: str, port: int | None, web_config=None):
+def serve_metrics(registry, listen: str, port: int | None, web_config: WebConfig | None = None):
     """Start the metrics endpoint (None when no port); OutputError if it cannot listen."""
     if port is None:
         return None
@@ -63,6 +65,14 @@ def serve_metrics(registry, listen: str, port: int | None, web_config=None):
         return serve(registry, host, port, web_config=web_config)
     except OSError as exc:
         raise OutputError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def feed_file(pipeline: Pipeline, capture, frames=None, on_check=None) -> list[str]:
+    """Run one capture file through the pipeline; its warnings (already escaped for a
+    terminal). Records the reader skipped for an impossible timestamp count as malformed."""
+    pipeline.feed(capture if frames is None else frames, on_check=on_check)
+    pipeline.telemetry.bad(Layer.TIMESTAMP, capture.bad_timestamps)
+    return [printable(w) for w in capture.warnings]
 
 
 def sleep_unless_stopped(pipeline: Pipeline, seconds: float | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
+from auditor import addresses
 from auditor.addresses import Networks
 from auditor.components import Component, Dispatcher
 from auditor.decode import packet
@@ -19,15 +20,20 @@ from auditor.telemetry import Layer, Telemetry
 from auditor.track.tracker import Limits, Tracker
 
 Frame = tuple[float, int, bytes, int]
+PLATFORM_RESOLVER = "168.63.129.16"     # Azure DNS, always trusted
 
 
 class Pipeline:
     def __init__(self, components: list[Component], telemetry: Telemetry, *,
-                 node_networks: Iterable[str], limits: Limits = Limits()):
+                 node_networks: Iterable[str], limits: Limits = Limits(),
+                 dns_servers: Iterable[str] = (PLATFORM_RESOLVER,)):
         self.telemetry = telemetry
         self.dispatch = Dispatcher(components, telemetry)
         self.dispatch.bind_all()
-        self.tracker = Tracker(Networks(node_networks), self.dispatch, telemetry, limits)
+        telemetry.expect_component("tracker", ["packet"])
+        trusted = frozenset(addresses.canonical(s) or s for s in (*dns_servers, PLATFORM_RESOLVER))
+        self.tracker = Tracker(Networks(node_networks), self.dispatch, telemetry, limits,
+                               trusted_resolvers=trusted)
         self.stopping = False
         self._closed = False
 

@@ -93,6 +93,10 @@ class AuditorFields(_M):
     name_source: Literal["sni", "quic_sni", "http_host", "dns", "none"] | None = None
     dns_chain: list[str] | None = None
     ech: bool | None = None
+    invalid_name: str | None = Field(None, description="an SNI/Host that is not a valid host "
+                                     "name: it named nothing (kept as evidence, cut to 512 chars)")
+    name_ambiguous: bool | None = Field(None, description="a retransmission disagreed with the "
+                                        "bytes that named the flow: its SNI/Host was not trusted")
     solicited: bool | None = Field(None, description="dns: answers a query this client sent")
     severity: Literal["low", "medium", "high", "critical"] | None = None
     key: str | None = None

@@ -48,6 +48,8 @@ class BaseAuditorSettings(BaseSettings):
     max_dns_cache: int = Field(100_000, ge=16)
     max_pending_queries: int = Field(20_000, ge=16)
     max_destination_labels: int = Field(100, ge=1)
+    max_reassembly_bytes: int = Field(64 << 20, ge=1 << 16, description="bytes all TCP "
+                                      "reassembly buffers may hold together")
 
     @field_validator("node_networks", "virtual_network")
     @classmethod

@@ -7,10 +7,7 @@ passed through `printable`, which shows control and other non-printable characte
 """
 from __future__ import annotations
 
-from functools import lru_cache
 
-
-@lru_cache(maxsize=4096)
 def printable(text: object) -> str:
     s = str(text)
     if s.isprintable() and "\\" not in s:

@@ -7,7 +7,7 @@ SIGHUP without touching the flow table.
 from __future__ import annotations
 
 from auditor.components import Component, Emit
-from auditor.events import FlowNamed, Violation
+from auditor.events import ConflictingCopies, FlowNamed, Violation
 from auditor.policy.verdict import Judge
 
 
@@ -31,6 +31,15 @@ class Verdicts(Component):
             return
         flow.verdict = verdict = self.judge.judge(
             flow.server_ip, flow.server_port, flow.transport, flow.domain, flow.name_source,
-            flow.dns_chain)
+            flow.dns_chain, flow.dns_trusted)
         if not verdict.allowed and self._emit is not None:
             self._emit(Violation(flow.last, flow))
+
+    def conflicting_copies(self, ev: ConflictingCopies) -> None:
+        """The name that allowed a flow may not be what the server got: judge it again on
+        what is left (its DNS name can no longer satisfy an FQDN rule)."""
+        flow = ev.flow
+        if flow is None or not flow.egress or flow.verdict is None or not flow.verdict.allowed:
+            return
+        flow.verdict = None
+        self.flow_named(FlowNamed(flow))

@@ -51,7 +51,9 @@ def pipeline_for(components, settings=None, telemetry=None) -> Pipeline:
     s = settings if settings is not None else Settings()
     return Pipeline(list(components), telemetry or Telemetry(), node_networks=s.node_networks,
                     limits=Limits(max_flows=s.max_flows, max_dns_cache=s.max_dns_cache,
-                                  max_pending_queries=s.max_pending_queries))
+                                  max_pending_queries=s.max_pending_queries,
+                                  max_reassembly_bytes=s.max_reassembly_bytes),
+                    dns_servers=s.dns_servers)
 
 
 def run(packets, components=(), **settings):

@@ -13,10 +13,10 @@ import time
 from auditor import assemble
 from auditor.commands.inputs import open_captures, settings_from_args
 from auditor.errors import EXIT_FAIL_ON, EXIT_INTERRUPTED, EXIT_OK, AuditorError, UsageError
-from auditor.lifecycle import Progress, StopOnSignal, serve_metrics, sleep_unless_stopped
+from auditor.lifecycle import (Progress, StopOnSignal, feed_file, serve_metrics,
+                               sleep_unless_stopped)
 from auditor.sinks import textfile
 from auditor.sinks.summary import Summary
-from auditor.terminal import printable
 
 
 def main(args) -> int:
@@ -95,11 +95,11 @@ class Replay:
         try:
             for i, capture in enumerate(files):
                 progress.next_file(i)
-                self.pipeline.feed(_shifted(capture, offset) if offset else capture,
-                                   on_check=progress)
-                for warning in capture.warnings:
+                warnings = feed_file(self.pipeline, capture,
+                                     _shifted(capture, offset) if offset else None, progress)
+                for warning in warnings:
                     progress.clear()
-                    print(f"egress-auditor: warning: {printable(warning)}", file=sys.stderr)
+                    print(f"egress-auditor: warning: {warning}", file=sys.stderr)
                 if self.pipeline.stopping:
                     break
         finally:

@@ -17,6 +17,7 @@ from auditor.commands.inputs import settings_from_args
 from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, PolicyError
 from auditor.lifecycle import OnSignal, StopOnSignal, serve_metrics
 from auditor.settings import DEFAULT_NODE_NETWORKS
+from auditor.sinks.web_config import WebConfig
 from auditor.sources.live import LiveCapture
 
 STATS_EVERY = 1.0  # seconds between reads of the kernel's drop counters
@@ -37,17 +38,32 @@ def interface_networks(interface: str) -> list[str]:
     return [n for n in nets if ipaddress.ip_network(n, strict=False)]
 
 
+def own_socket_filter(listen: str, port: int, interface: str) -> str:
+    """A capture filter that leaves out exactly the sidecar's own metrics socket (Prometheus
+    scraping us is not the node's egress) and nothing else: TCP to port `port` on any other
+    host, or from another local address, is still captured and judged."""
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    if host in ("", "0.0.0.0", "::"):
+        mine = [n.split("/")[0] for n in interface_networks(interface)] or ["127.0.0.1"]
+    else:
+        mine = [host]
+    parts = [f"(dst host {a} and dst port {port}) or (src host {a} and src port {port})" for a in mine]
+    return f"not (tcp and ({' or '.join(parts)}))"
+
+
 def main(args) -> int:
     node_networks = args.node_network or DEFAULT_NODE_NETWORKS + interface_networks(args.interface)
     settings = settings_from_args(args, node_networks=node_networks)
     port = args.metrics_port if args.metrics_port is not None else \
         int(settings.metrics_listen.rsplit(":", 1)[1])
-    # Prometheus scraping us is not the node's egress: keep it out of the audit.
-    bpf = f"not tcp port {port}" + (f" and ({args.bpf})" if args.bpf else "")
+    web = WebConfig(args.web_config_file) if args.web_config_file else None
+    bpf = own_socket_filter(settings.metrics_listen, port, args.interface)
+    if args.bpf:
+        bpf = f"({bpf}) and ({args.bpf})"
     capture = LiveCapture(args.interface, bpf=bpf)
     audit = assemble.build(settings)
     pipeline = audit.pipeline
-    server = serve_metrics(audit.registry, settings.metrics_listen, port)
+    server = serve_metrics(audit.registry, settings.metrics_listen, port, web)
     stop = StopOnSignal(pipeline)
     hup = OnSignal(signal.SIGHUP)
     next_stats = 0.0

@@ -12,7 +12,7 @@ from auditor.policy.loader import read_document
 from auditor.suggest.document import render, summary
 from auditor.suggest.observe import Observations
 from auditor.suggest.plan import APPROVED, Suggestion, plan
-from auditor.terminal import printable
+from auditor.lifecycle import feed_file
 
 
 def main(args) -> int:
@@ -42,9 +42,8 @@ def suggest(pcaps, settings) -> Suggestion:
     obs = Observations()
     audit = assemble.build(settings, extra=[obs], process_metrics=False)
     for capture in files:
-        audit.pipeline.feed(capture)
-        for warning in capture.warnings:
-            print(f"egress-auditor: warning: {printable(warning)}", file=sys.stderr)
+        for warning in feed_file(audit.pipeline, capture):
+            print(f"egress-auditor: warning: {warning}", file=sys.stderr)
     audit.pipeline.close()
     assert audit.verdicts is not None and audit.tags is not None   # a policy was given
     raw, _, _ = read_document(settings.policy)

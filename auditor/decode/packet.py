@@ -61,7 +61,7 @@ _LINK, _IP, _IPV6, _TCP, _UDP, _ICMP = (Layer.LINK, Layer.IP, Layer.IPV6, Layer.
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U32LE = struct.Struct("<I").unpack_from
-_TCP_HDR = struct.Struct("!HHI4xBB").unpack_from  # sport, dport, seq, offset byte, flags byte
+_TCP_HDR = struct.Struct("!HHIIBB").unpack_from   # sport, dport, seq, ack, offset byte, flags byte
 _UDP_HDR = struct.Struct("!HHH").unpack_from      # sport, dport, length
 _V4_HDR = struct.Struct("!BxHHHxB").unpack_from   # ver/ihl, total len, id, frag, proto
 _V6_HDR = struct.Struct("!4xHB").unpack_from      # payload length, next header
@@ -81,6 +81,7 @@ class Packet:
     tcp_flags: int
     seq: int
     payload: bytes
+    ack: int = 0
 
     def __repr__(self) -> str:
         return (f"Packet(ts={self.ts!r}, {ip_text(self.src)}:{self.sport} -> "
@@ -244,12 +245,12 @@ def _l4(frame, p, end, stated_end, ts, version, src, dst, proto, ip_len):
     if proto == 6:
         if end - p < 20:
             return _TCP
-        sport, dport, seq, offb, flags = _TCP_HDR(frame, p)
+        sport, dport, seq, ack, offb, flags = _TCP_HDR(frame, p)
         doff = (offb >> 4) << 2
         if doff < 20 or p + doff > stated_end:
             return _TCP
         return Packet(ts, version, src, dst, 6, sport, dport, ip_len,
-                      ((offb & 0x0F) << 8) | flags, seq, frame[p + doff:end])
+                      ((offb & 0x0F) << 8) | flags, seq, frame[p + doff:end], ack)
     if proto == 17:
         if end - p < 8:
             return _UDP

@@ -74,6 +74,8 @@ class Detector(Component):
     """Base of the detectors: a name, a bound emit function, a re-fire window per key."""
     name: ClassVar[str] = "detector"
     severities: ClassVar[tuple[str, ...]] = SEVERITIES
+    # What a key names, so `suggest` leaves out exactly that: ip, name, domain (registered), flow.
+    key_kind: ClassVar[str] = "ip"
     Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
@@ -105,7 +107,7 @@ class Detector(Component):
     def fire(self, ts: float, severity: str, key: str, evidence: dict[str, Any],
              flow: Flow | None = None, *, source_ip: str | None = None,
              destination_ip: str | None = None, destination_port: int | None = None,
-             destination_domain: str | None = None) -> bool:
+             destination_domain: str | None = None, key_kind: str | None = None) -> bool:
         """Raise a finding unless `key` already fired in this window; True if raised."""
         if not self.due(key, ts):
             return False
@@ -118,5 +120,6 @@ class Detector(Component):
         if self._emit is not None:
             self._emit(Finding(ts, self.name, severity, key, evidence, flow, source_ip=source_ip,
                                destination_ip=destination_ip, destination_port=destination_port,
-                               destination_domain=destination_domain))
+                               destination_domain=destination_domain,
+                               key_kind=key_kind or self.key_kind))
         return True

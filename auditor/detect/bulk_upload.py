@@ -1,5 +1,5 @@
-"""`bulk_upload`: a node pushing much more than it pulls to one destination (SPEC §8), keyed
-by destination domain, else IP.
+"""`bulk_upload`: a node pushing much more than it pulls to one destination, counted per
+destination name, per destination IP and per registered domain (each its own key).
 
 Per destination over a sliding window (default 10 min): >= `min_bytes` sent (client->server
 IP-layer bytes) and producer-consumer ratio PCR = (up - down) / (up + down) >= `min_pcr`
@@ -19,6 +19,7 @@ from pydantic import Field
 
 from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import FlowEnded
+from auditor.hostnames import registered_domain
 
 BUCKETS = 10
 MIB = 1024 * 1024
@@ -35,6 +36,7 @@ class BulkUpload(Detector):
     """A node pushing much more than it pulls to one destination."""
     name = "bulk_upload"
     severities = ("high",)
+    key_kind = "name"
     Settings = BulkUploadSettings
 
     def __init__(self, settings: BulkUploadSettings, context: Context) -> None:
@@ -47,9 +49,44 @@ class BulkUpload(Detector):
         if not flow.egress or (flow.c_bytes == 0 and flow.s_bytes == 0):
             return
         verdict = flow.verdict
-        if verdict is not None and getattr(verdict, "reason", None) == "private_endpoint":
+        if verdict is not None and verdict.reason == "private_endpoint":
             return
-        key = flow.domain or flow.server_ip
+        # Counted three ways, so neither many names for one address nor many addresses for
+        # one name (nor many subdomains of one domain) splits an upload below the threshold.
+        keys: dict[tuple[str, str], None] = {}
+        if flow.domain:
+            keys[("name", flow.domain)] = None
+            keys.setdefault(("domain", registered_domain(flow.domain)), None)
+        keys[("ip", flow.server_ip)] = None
+        crossed = []
+        for kind, value in keys:
+            if ("name", value) in keys and kind == "domain":
+                continue                           # the name is its own registered domain
+            up, down, flows = self._count((kind, value), flow)
+            pcr = (up - down) / (up + down) if up + down else 0.0
+            if up >= self.s.min_bytes and pcr >= self.s.min_pcr:
+                crossed.append((kind, value, up, down, flows, pcr))
+        if not crossed:
+            return
+        kind, key, up, down, flows, pcr = crossed[0]    # the most specific key names it
+        evidence = {
+            "client": flow.client_ip,
+            "key_kind": kind,
+            "bytes_sent": up,
+            "bytes_received": down,
+            "mib_sent": round(up / MIB, 1),
+            "pcr": round(pcr, 3),
+            "flows": flows,
+            "window_seconds": self.window,
+            "verdict": getattr(verdict, "reason", None),
+            "also": {k: v for k, v, *_ in crossed[1:]},
+        }
+        if self.fire(flow.last, "high", key, evidence, flow, key_kind=kind):
+            for _, other, *_rest in crossed[1:]:
+                self.due(other, flow.last)          # one upload, one finding
+
+    def _count(self, key: tuple[str, str], flow) -> tuple[int, int, int]:
+        """Add the flow to `key`'s window; (bytes up, bytes down, flows) in the window."""
         ts = flow.last
         # A list, not a deque: at most BUCKETS + 1 items, and an empty deque costs 600 bytes,
         # which times `max_keys` destinations is most of a scan's detector state.
@@ -64,19 +101,4 @@ class BulkUpload(Detector):
             hist.append([ts, flow.c_bytes, flow.s_bytes, 1])
         while hist[0][0] + step <= ts - self.window:  # bucket wholly older than the window
             del hist[0]
-        up = sum(h[1] for h in hist)
-        down = sum(h[2] for h in hist)
-        pcr = (up - down) / (up + down) if up + down else 0.0
-        if up < self.s.min_bytes or pcr < self.s.min_pcr:
-            return
-        evidence = {
-            "client": flow.client_ip,
-            "bytes_sent": up,
-            "bytes_received": down,
-            "mib_sent": round(up / MIB, 1),
-            "pcr": round(pcr, 3),
-            "flows": sum(h[3] for h in hist),
-            "window_seconds": self.window,
-            "verdict": getattr(verdict, "reason", None),
-        }
-        self.fire(ts, "high", key, evidence, flow)
+        return sum(h[1] for h in hist), sum(h[2] for h in hist), sum(h[3] for h in hist)

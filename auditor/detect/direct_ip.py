@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from auditor import addresses
 from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.resolved import Resolved
 from auditor.events import DnsAnswered, FlowNamed
 
 PLATFORM = frozenset({"168.63.129.16", "169.254.169.254"})
@@ -31,23 +32,21 @@ class DirectIp(Detector):
     """Egress to a public address no DNS answer gave, with no SNI or Host naming it."""
     name = "direct_ip"
     severities = ("low", "medium")
+    key_kind = "ip"
     Settings = DetectorSettings
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
         super().__init__(settings, context)
         self.exempt = PLATFORM | frozenset(context.dns_servers)
-        self.answered = self.table()   # IP -> name that a solicited answer gave for it
+        self.resolved = Resolved(self.table())
 
     def dns_answered(self, ev: DnsAnswered) -> None:
-        if not ev.solicited:
-            return
-        for ip, chain in ev.chains.items():
-            self.answered.put(_norm_ip(ip), chain[0] if chain else "")
+        self.resolved.learn(ev)
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
-        if (not flow.egress or flow.transport not in ("tcp", "udp")
-                or flow.server_port in (DNS_PORT, 0) or flow.client_port == DNS_PORT):
+        # A flow *from* port 53 is not DNS to a resolver: only the server port exempts.
+        if not flow.egress or flow.transport not in ("tcp", "udp") or flow.server_port in (DNS_PORT, 0):
             return
         ip = _norm_ip(flow.server_ip)
         if ip in self.exempt or not addresses.is_public(ip):
@@ -55,8 +54,7 @@ class DirectIp(Detector):
         if flow.name_source == "dns" or (flow.name_source in NAMED_BY_PAYLOAD
                                          and not addresses.is_ip(flow.domain)):
             return
-        if ip in self.answered:
-            self.answered.move_to_end(ip)
+        if ip in self.resolved:
             return
         evidence = {
             "client": flow.client_ip,
@@ -71,6 +69,8 @@ class DirectIp(Detector):
         evidence["midstream"] = midstream
         if flow.name_source in NAMED_BY_PAYLOAD:
             evidence["ip_literal_name"] = flow.domain
+        if flow.invalid_name:
+            evidence["invalid_name"] = flow.invalid_name
         self.fire(flow.last, "low" if midstream else "medium", ip, evidence, flow)
 
 

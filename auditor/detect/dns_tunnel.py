@@ -66,6 +66,7 @@ class DnsTunneling(Detector):
     """Data smuggled in DNS names: long or high-entropy subdomains, NULL or long TXT queries."""
     name = "dns_tunneling"
     severities = ("high", "critical")
+    key_kind = "domain"
     Settings = DnsTunnelingSettings
 
     def __init__(self, settings: DnsTunnelingSettings, context: Context) -> None:

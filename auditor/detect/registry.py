@@ -14,11 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from auditor.detect.base import Context, Detector
 from auditor.detect.bulk_upload import BulkUpload
+from auditor.detect.conflicting_retransmission import ConflictingRetransmission
 from auditor.detect.direct_ip import DirectIp
 from auditor.detect.dns_tunnel import DnsTunneling
 from auditor.detect.encrypted_dns import EncryptedDns
+from auditor.detect.exfil_service import ExfilService
 from auditor.detect.resolver import DnsResolverBypass
 from auditor.detect.sni_mismatch import SniMismatch
+from auditor.detect.sni_unresolved import SniUnresolved
 
 DETECTORS: tuple[type[Detector], ...] = (
     DnsTunneling,
@@ -27,6 +30,9 @@ DETECTORS: tuple[type[Detector], ...] = (
     EncryptedDns,
     SniMismatch,
     BulkUpload,
+    SniUnresolved,
+    ExfilService,
+    ConflictingRetransmission,
 )
 
 

@@ -128,7 +128,11 @@ class Judge:
 
     # -- the steps -------------------------------------------------------------------------
     def judge(self, ip: str, port: int, transport: str, name: str | None, name_source: str,
-              dns_names: tuple[str, ...] = ()) -> Verdict:
+              dns_names: tuple[str, ...] = (), dns_trusted: bool = True) -> Verdict:
+        """`dns_names`: the DNS chain that led the client to `ip`; `dns_trusted`: it came from
+        a configured resolver. Only a trusted chain to a non-public address reaches the
+        private-endpoint step: an answer from a resolver the job chose, or a public address,
+        never makes a flow a private-endpoint flow."""
         # 1. platform endpoints
         if ip in self._platform or (ip in self._dns and port == 53 and transport != "icmp"):
             return _PLATFORM
@@ -137,7 +141,7 @@ class Judge:
         if mode is IsolationMode.DISABLED:
             return _DISABLED
         # 3. private endpoint reached through one of its names
-        if self._pe and dns_names:
+        if self._pe and dns_names and dns_trusted and not (ip and addresses.is_public(ip)):
             for dn in dns_names:
                 pe = self._pe.match(normalise(dn))
                 if pe is not None:

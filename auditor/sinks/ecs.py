@@ -70,6 +70,10 @@ def flow_event(flow: Flow, action: str = "flow", ts: float | None = None, rulese
         extra["dns_chain"] = list(flow.dns_chain)
     if flow.ech:
         extra["ech"] = True
+    if flow.invalid_name:
+        extra["invalid_name"] = flow.invalid_name[:512]
+    if flow.ambiguous:
+        extra["name_ambiguous"] = True
     if verdict is not None:
         doc["rule"] = {"name": verdict.rule or verdict.reason}
         if ruleset:

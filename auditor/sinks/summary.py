@@ -11,6 +11,7 @@ from typing import TextIO
 from auditor.components import Component
 from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
 from auditor.telemetry import Telemetry
+from auditor.terminal import printable
 
 MAX_TRACKED_DESTINATIONS = 10_000
 
@@ -73,7 +74,7 @@ class Summary(Component):
         w("\negress-auditor summary\n")
         w(f"  packets        {t.packets:,}{span}{rate}\n")
         if self.policy:
-            w(f"  policy         {self.policy}\n")
+            w(f"  policy         {printable(self.policy)}\n")
         malformed = {k.value: v for k, v in t.malformed.items() if v}
         if malformed:
             w("  malformed      " + ", ".join(f"{k}={v:,}" for k, v in sorted(malformed.items())) + "\n")
@@ -89,19 +90,20 @@ class Summary(Component):
                 w(f"  {verdict:<9} {reason:<36} {n:>6,}\n")
             w("\n  rule                                          flows\n")
             for rule, n in self.rules.most_common(top):
-                w(f"  {rule[:44]:<44} {n:>6,}\n")
+                w(f"  {printable(rule)[:44]:<44} {n:>6,}\n")
         elif self.flows:
             w("  verdicts       none (no --policy given: flows are named, not judged)\n")
         if self.denied:
             w(f"\n  top denied destinations ({self.violations:,} violation{'s' if self.violations != 1 else ''})\n")
             for dest, n in self.denied.most_common(top):
-                w(f"  {dest[:60]:<60} {n:>6,}\n")
+                w(f"  {printable(dest)[:60]:<60} {n:>6,}\n")
             if self.denied_folded:
                 w(f"  ... and {self.denied_folded:,} more beyond the {MAX_TRACKED_DESTINATIONS:,} tracked\n")
         if self.findings:
-            w("\n  findings  detector              severity   count  e.g.\n")
+            w("\n  findings  detector                   severity   count  e.g.\n")
             for (det, sev), n in sorted(self.findings.items()):
-                w(f"            {det:<21} {sev:<9} {n:>6,}  {self.finding_samples.get(det, '')[:40]}\n")
+                sample = printable(self.finding_samples.get(det, ""))[:40]
+                w(f"            {det:<26} {sev:<9} {n:>6,}  {sample}\n")
         else:
             w("  findings       none\n")
         if t.sink_errors:

@@ -34,6 +34,9 @@ _PCAP_MAGICS = {
     0xA1B23C4D: ("<", 1e-9, (16,)), 0x4D3CB2A1: (">", 1e-9, (16,)),
     0xA1B2CD34: ("<", 1e-6, (24, 32)), 0x34CDB2A1: (">", 1e-6, (24, 32)),
 }
+# What a timestamp may be: year 1 to 9999 (what ISO 8601 and datetime can show). pcapng's
+# 64-bit counts and if_tsoffset can say anything; such a record is skipped, not fatal.
+MIN_TS, MAX_TS = -62135596800.0, 253402300800.0
 _SHB = 0x0A0D0D0A
 _BOM = 0x1A2B3C4D
 
@@ -47,6 +50,7 @@ class CaptureFile:
         self.warnings: list[str] = []
         self.bytes_read = 0
         self.packets = 0
+        self.bad_timestamps = 0     # records skipped: a timestamp no clock can show
         try:
             self._f = open(self.path, "rb")
             self.size = os.fstat(self._f.fileno()).st_size
@@ -88,8 +92,15 @@ class CaptureFile:
     def close(self) -> None:
         self._f.close()
 
+    def _bad_timestamp(self, record: int, ts: float) -> None:
+        self.bad_timestamps += 1
+        if self.bad_timestamps == 1:
+            self.warnings.append(f"{self.name}: packet {record}: timestamp out of range "
+                                 f"({ts:.6g} s since 1970); such packets are skipped "
+                                 "(counted as malformed layer=timestamp)")
+
     def _warn(self, what: str) -> None:
-        if not self.warnings:       # one warning per file: the first damage ends the read
+        if not any("stopped after" in w for w in self.warnings):   # the first damage ends the read
             self.warnings.append(f"{self.name}: {what}; stopped after {self.packets} packets")
 
     # -- classic pcap -------------------------------------------------------------------
@@ -209,8 +220,12 @@ class CaptureFile:
                                    f"(interface {ifid}, caplen {caplen})")
                         return
                     lt, scale, tsoff = ifaces[ifid]
-                    last_ts = ((hi << 32) | lo) * scale + tsoff
-                    pkt = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen)
+                    ts = ((hi << 32) | lo) * scale + tsoff
+                    if MIN_TS < ts < MAX_TS:
+                        last_ts = ts
+                        pkt = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen)
+                    else:
+                        self._bad_timestamp(count + self.bad_timestamps + 1, ts)
                 elif btype == 3:                 # simple packet block: interface 0, no time
                     if not ifaces:
                         self.packets = count

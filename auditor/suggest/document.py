@@ -11,7 +11,7 @@ from typing import Any
 
 from auditor import __version__
 from auditor.policy.model import Category
-from auditor.policy.render import plain, rule_to_cli, to_cli_yaml
+from auditor.policy.render import emit, plain, rule_to_cli, to_cli_yaml
 from auditor.suggest.plan import APPROVED, Suggestion
 from auditor.terminal import printable
 
@@ -65,11 +65,17 @@ def render(sug: Suggestion) -> str:
     for i, rule in enumerate(current):
         rules.append(([f"current rules ({len(current)}), as in {Path(policy.path).name}"] if i == 0
                       else [], rule))
-    for i, r in enumerate(sug.rules):
-        head = [f"--- added by egress-auditor suggest: {len(sug.rules)} rule(s) ---"] if i == 0 else []
+    active = [r for r in sug.rules if r.active]
+    for i, r in enumerate(active):
+        head = [f"--- added by egress-auditor suggest: {len(active)} rule(s) ---"] if i == 0 else []
         n = sug.flows_of(r.covers)
         head.append(f"{n} denied flow(s)" + (f"; {r.why}" if r.why else ""))
         rules.append((head, rule_to_cli(r.rule)))
+    for r in sug.rules:
+        if not r.active:      # written as a comment: never applied by accident
+            n = sug.flows_of(r.covers)
+            rules.append(([f"{n} denied flow(s); {r.why}"]
+                          + ["  " + line for line in emit([rule_to_cli(r.rule)])], {}))
     mode_note = ("" if policy.isolation_mode is APPROVED else
                  f"was {policy.isolation_mode.value}: this switch cannot be undone")
     return to_cli_yaml(top, {"isolation_mode": APPROVED.value, **extra}, rules,
@@ -99,7 +105,7 @@ def summary(sug: Suggestion) -> str:
     c = sug.by_type()
     lines = [f"egress-auditor suggest: {sug.flows} egress flows; {sug.denied} denied as "
              f"{APPROVED.value} with the current rules",
-             f"  rules added    {len(sug.rules)}: {c['fqdn']} fqdn, {c['service_tag']} service_tag, "
+             f"  rules added    {sum(c.values())}: {c['fqdn']} fqdn, {c['service_tag']} service_tag, "
              f"{c['private_endpoint']} private_endpoint (current rules kept: {len(sug.policy.file_rules)})",
              f"  FQDN rules     {sug.fqdn_total()} in total: each one means Azure Firewall in the managed "
              "network, billed to you"]
@@ -115,9 +121,9 @@ def summary(sug: Suggestion) -> str:
     for det, key, sev in sug.findings:
         lines.append(f"    finding {det} ({sev}): {key}")
     for r in sug.rules:
-        if r.why.startswith("REVIEW"):
-            lines.append(f"  review: {r.name} ({getattr(r.rule, 'destination', '')}): "
-                         f"{r.why.split(';')[0][8:]}")
+        if not r.active:
+            lines.append(f"  commented out: {r.name} ({getattr(r.rule, 'destination', '')}): "
+                         f"{r.why.split(';')[0]}")
     for note in _current(sug)[3] + sug.notes:
         lines.append(f"  note: {note}")
     return "\n".join(printable(line) for line in lines) + "\n"

@@ -19,6 +19,7 @@ class Dest:
     name: str | None          # destination.domain
     name_source: str
     dns_chain: tuple[str, ...]
+    dns_trusted: bool = True
 
     def label(self) -> str:
         where = f"{self.name} ({self.ip})" if self.name else self.ip
@@ -48,6 +49,7 @@ class Flagged:
     severity: str
     ip: str | None
     domain: str | None
+    key_kind: str = "ip"
 
 
 class Observations(Component):
@@ -61,13 +63,14 @@ class Observations(Component):
         f = ev.flow
         if not f.egress or f.verdict is None:
             return
-        dest = Dest(f.server_ip, f.server_port, f.transport, f.domain, f.name_source, f.dns_chain)
+        dest = Dest(f.server_ip, f.server_port, f.transport, f.domain, f.name_source, f.dns_chain,
+                    f.dns_trusted)
         v = f.verdict
         self.seen[Seen(dest, v.allowed, v.reason.value, v.rule)] += 1
 
     def finding(self, ev: Finding) -> None:
         self.flagged.append(Flagged(ev.detector, str(ev.key), ev.severity, ev.destination_ip,
-                                    ev.destination_domain))
+                                    ev.destination_domain, ev.key_kind))
 
     def denied(self) -> Counter[Dest]:
         out: Counter[Dest] = Counter()
@@ -78,7 +81,9 @@ class Observations(Component):
 
 
 class Implicated:
-    """IPs, names and registered domains that a finding points at."""
+    """IPs, names and registered domains that findings point at: each finding implicates its
+    own key and nothing else (an `sni_mismatch` keyed by a fronting IP says nothing against
+    the legitimate name it presented, so flows to that name stay suggestible)."""
 
     def __init__(self, flagged: list[Flagged], registered) -> None:
         self.registered = registered
@@ -86,19 +91,21 @@ class Implicated:
         self.names: dict[str, set[str]] = {}
         self.domains: dict[str, set[str]] = {}   # registered domains
         for f in flagged:
-            if f.ip:
-                self.ips.setdefault(f.ip, set()).add(f.detector)
-            if addresses.is_ip(f.key):
+            if f.key_kind == "ip" and addresses.is_ip(f.key):
                 self.ips.setdefault(addresses.canonical(f.key) or f.key, set()).add(f.detector)
-            elif f.key and f.detector == "dns_tunneling":
+            elif f.key_kind == "flow" and f.ip:      # the flow's server: what the key names
+                self.ips.setdefault(f.ip, set()).add(f.detector)
+            elif f.key_kind == "domain":
                 self.domains.setdefault(normalise(f.key), set()).add(f.detector)
-            elif f.key:
+            elif f.key_kind == "name":
                 self.names.setdefault(normalise(f.key), set()).add(f.detector)
-            if f.domain:
-                self.names.setdefault(normalise(f.domain), set()).add(f.detector)
 
     def why(self, d: Dest) -> set[str]:
-        out = set(self.ips.get(d.ip, ()))
+        return set(self.ips.get(d.ip, ())) | self.by_name(d)
+
+    def by_name(self, d: Dest) -> set[str]:
+        """Detectors whose key is one of the flow's names (or their registered domain)."""
+        out: set[str] = set()
         for n in d.names:
             out |= self.names.get(n, set())
             out |= self.domains.get(self.registered(n), set())

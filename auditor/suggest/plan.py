@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from auditor import addresses
-from auditor.hostnames import normalise, registered_domain
+from auditor.hostnames import normalise, registered_domain, wire_host
 from auditor.policy import endpoints
 from auditor.policy.builtin import effective_rules
 from auditor.policy.model import FqdnRule, IsolationMode, Policy, PrivateEndpointRule
@@ -48,7 +48,8 @@ class Suggestion:
     def by_type(self) -> dict[str, int]:
         out = {"fqdn": 0, "service_tag": 0, "private_endpoint": 0}
         for r in self.rules:
-            out[r.type] += 1
+            if r.active:
+                out[r.type] += 1
         return out
 
     def fqdn_total(self) -> int:
@@ -57,7 +58,7 @@ class Suggestion:
 
     def suggested_policy(self) -> Policy:
         """The current file rules plus the added ones, approved-only, as the engine reads them."""
-        file_rules = tuple(self.policy.file_rules) + tuple(r.rule for r in self.rules)
+        file_rules = tuple(self.policy.file_rules) + tuple(r.rule for r in self.rules if r.active)
         return self.policy.model_copy(update={
             "isolation_mode": APPROVED, "file_rules": file_rules,
             "rules": effective_rules(file_rules, APPROVED, self.policy.location)})
@@ -84,9 +85,11 @@ def plan(obs: Observations, policy: Policy, raw: Any, tags: ServiceTags, capture
     for d in sorted(denied, key=lambda d: (d.label(), d.ip)):
         label = d.label()
         why = implicated.why(d)
+        if d.name and wire_host(d.name) is None and not addresses.is_ip(d.name):
+            why = why | {"not a valid host name"}   # never a rule: it came from the wire
         if why:
             sug.suspicious[label] |= why
-            suspicious_names.update(d.names)
+            suspicious_names.update(n for n in d.names if wire_host(n))
             continue
         seen = reasons[d]
         if seen.reason == Reason.SERVICE_TAG_DENY.value:
@@ -166,12 +169,20 @@ def _verify(sug: Suggestion, obs: Observations, implicated: Implicated, tags: Se
 
     judge = judge_with_suggestion()
     for _ in range(len(sug.rules) + 1):
-        added = {r.name for r in sug.rules}
+        added = {r.name: r for r in sug.rules}
         culprits: dict[str, Dest] = {}
         for d in denied:
-            v = judge.judge(d.ip, d.port, d.transport, d.name, d.name_source, d.dns_chain)
-            if v.allowed and implicated.why(d) and v.rule in added:
-                culprits.setdefault(v.rule, d)
+            v = judge.judge(d.ip, d.port, d.transport, d.name, d.name_source, d.dns_chain,
+                            d.dns_trusted)
+            if not (v.allowed and v.rule in added and implicated.why(d)):
+                continue
+            if added[v.rule].type == "fqdn" and not implicated.by_name(d):
+                # Only the address is suspect, and an FQDN rule allows a name at any address:
+                # dropping it would break the name's real traffic and stop nothing.
+                sug.notes.append(f"{v.rule} also allows {d.label()} ({', '.join(sorted(implicated.why(d)))}):"
+                                 " an FQDN rule cannot pin addresses; watch that finding")
+                continue
+            culprits.setdefault(v.rule, d)
         if not culprits:
             break
         for name, d in sorted(culprits.items()):
@@ -182,7 +193,8 @@ def _verify(sug: Suggestion, obs: Observations, implicated: Implicated, tags: Se
     still: dict[str, str] = {}
     for d in denied:
         if not implicated.why(d):
-            v = judge.judge(d.ip, d.port, d.transport, d.name, d.name_source, d.dns_chain)
+            v = judge.judge(d.ip, d.port, d.transport, d.name, d.name_source, d.dns_chain,
+                            d.dns_trusted)
             if not v.allowed:
                 still.setdefault(d.label(), _STILL.get(v.reason, f"still denied ({v.reason.value})"))
     for label in set(sug.breaks) - set(still):

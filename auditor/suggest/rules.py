@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from auditor.detect.exfil_service import category as exfil_category
+from auditor.hostnames import is_public_suffix, wire_host
 from auditor.policy import endpoints
 from auditor.policy.azure import parse_port_ranges
 from auditor.policy.match import is_storage_name, normalise_pattern, pattern_matches
@@ -24,14 +26,6 @@ SHARED_SUFFIXES = (
     "googleusercontent.com", "googleapis.com", "appspot.com", "web.app", "firebaseapp.com",
     "github.io", "githubusercontent.com", "herokuapp.com", "netlify.app", "vercel.app",
     "ngrok.io", "ngrok-free.app", "b-cdn.net", "digitaloceanspaces.com", "edgecastcdn.net",
-)
-# Paste, file-drop, request-capture and tunnel services: suggested only with a loud REVIEW note
-# (no detector fired, but an operator rarely means to allow them).
-REVIEW_DOMAINS = (
-    "pastebin.com", "paste.ee", "hastebin.com", "ghostbin.com", "rentry.co", "termbin.com", "0x0.st",
-    "transfer.sh", "file.io", "gofile.io", "anonfiles.com", "webhook.site", "requestbin.net",
-    "pipedream.net", "ngrok.io", "ngrok.app", "ngrok-free.app", "trycloudflare.com", "interact.sh",
-    "oast.fun", "serveo.net", "localtunnel.me", "loca.lt",
 )
 # Tags too broad to be a meaningful allowlist entry (all of Azure, incl. any tenant's VMs).
 BROAD_TAGS = ("azurecloud",)
@@ -63,6 +57,7 @@ class NewRule:
     rule: Rule                            # typed, as the policy engine reads it
     why: str                              # one comment line of evidence
     covers: set[str] = field(default_factory=set)   # labels of flows it is for
+    active: bool = True                   # False: written commented out, with `why`
 
     @property
     def name(self) -> str:
@@ -127,8 +122,10 @@ def _unique(base: str, taken: set[str]) -> str:
 
 
 def wildcard_ok(domain: str) -> bool:
-    """May `*.domain` be suggested? Not for shared platform suffixes (or anything above one)."""
-    if "." not in domain:
+    """May `*.domain` be suggested? Never over a public suffix (`*.com`, `*.co.uk`, and the
+    Public Suffix List's shared hosting suffixes), nor a shared platform suffix (or anything
+    above one)."""
+    if "." not in domain or is_public_suffix(domain) or wire_host(domain) is None:
         return False
     return not any(domain == s or domain.endswith("." + s) or s.endswith("." + domain)
                    for s in SHARED_SUFFIXES)
@@ -164,11 +161,14 @@ def fqdn_rules(fqdn, implicated: Implicated, suspicious_names, registered, taken
         seen = ", ".join(sorted(names)[:4]) + (" ..." if len(names) > 4 else "")
         why = f"seen: {seen}" if pattern.startswith("*.") else ""
         base = pattern[2:] if pattern.startswith("*.") else pattern
-        if any(base == d or base.endswith("." + d) for d in REVIEW_DOMAINS):
-            why = ("REVIEW: a paste / file-drop / tunnel service, a common exfiltration channel; "
-                   "no detector fired, delete this rule unless the job needs it" + (f"; {why}" if why else ""))
+        listed = exfil_category(base)
+        if listed:
+            why = (f"not suggested: {listed[0]} is a {listed[1].replace('_', ' ')} service, a "
+                   "common exfiltration channel; uncomment only if the job really needs it"
+                   + (f"; {why}" if why else ""))
         rules.append(NewRule(FqdnRule(name=_unique("fqdn-" + slug, taken),
-                                      destination=normalise_pattern(pattern)), why, labels))
+                                      destination=normalise_pattern(pattern)), why, labels,
+                             active=listed is None))
     return rules
 
 

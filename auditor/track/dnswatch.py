@@ -17,7 +17,7 @@ from auditor.flow import Flow
 from auditor.telemetry import Layer, Telemetry
 from auditor.track.names import NameCache, PendingQueries
 from auditor.track.state import state
-from auditor.track.streams import StreamPrefix
+from auditor.track.streams import Budget, StreamPrefix
 
 A, AAAA = 1, 28
 MAX_TCP_DNS_BUFFER = 65536 + 2
@@ -25,7 +25,10 @@ MAX_TCP_DNS_BUFFER = 65536 + 2
 
 class DnsWatch:
     def __init__(self, names: NameCache, pending: PendingQueries, emit: Callable[[Event], None],
-                 telemetry: Telemetry):
+                 telemetry: Telemetry, budget: Budget | None = None,
+                 trusted: frozenset[str] = frozenset()):
+        self.budget = budget
+        self.trusted = trusted      # resolvers whose answers may lead to private endpoints
         self.names = names
         self.pending = pending
         self.emit = emit
@@ -40,7 +43,8 @@ class DnsWatch:
         stream = st.client_stream if from_client else st.server_stream
         if stream is None:
             stream = StreamPrefix(MAX_TCP_DNS_BUFFER,
-                                  isn=st.client_isn if from_client else st.server_isn)
+                                  isn=st.client_isn if from_client else st.server_isn,
+                                  budget=self.budget)
             if from_client:
                 st.client_stream = stream
             else:
@@ -73,5 +77,5 @@ class DnsWatch:
         chains = dns.resolved_chain(msg) if msg.answers else {}
         if solicited and chains:
             ttls = {r.data: r.ttl for r in msg.answers if r.rtype == A or r.rtype == AAAA}
-            self.names.learn(receiver[0], chains, ttls, ts)
+            self.names.learn(receiver[0], chains, ttls, ts, trusted=sender[0] in self.trusted)
         self.emit(DnsAnswered(ts, flow, msg, solicited, chains))

@@ -1,7 +1,17 @@
 """The flow table: one entry per bidirectional 5-tuple conversation.
 
-Initiator (the flow's `client`) is the SYN sender for TCP, the SYN-ACK receiver if the
-capture starts there, otherwise whoever sent the first packet. Bytes are IP-layer bytes as
+Who is the client (the initiator) is read from packets a job on the node can forge, so it
+is decided the way that cannot hide the node's traffic:
+- a pure SYN makes its sender the client and starts a new flow, whatever was seen on that
+  5-tuple before (a SYN-ACK forged ahead of the real handshake cannot turn the node into the
+  "server" of its own upload);
+- any other first packet (SYN-ACK, a TCP flow already running, UDP, ICMP): when exactly one
+  end is a node address, the node end is the client, so node->remote traffic is judged even
+  when the first datagram of a 5-tuple came from the remote; a TCP flow already running
+  whose node end uses a port below 1024 and remote end one above is taken as inbound to a
+  node service; between two node (or two remote) addresses, the SYN-ACK receiver or the
+  first packet's sender is the client.
+Bytes are IP-layer bytes as
 the IP headers state them, so they are the on-wire sizes even when the capture's snaplen
 cut the frame. A closed TCP flow (FIN both ways, or RST) lingers briefly so that late ACKs
 do not start phantom flows, and a new SYN on it starts a new flow, as tshark's stream index
@@ -40,8 +50,9 @@ class FlowTable:
 
     def __init__(self, max_flows: int, timeouts: Timeouts,
                  started: Callable[[Flow], None], ended: Callable[[Flow, str], None],
-                 on_evict: Callable[[int], None]):
+                 on_evict: Callable[[int], None], is_node: Callable[[bytes], bool] = lambda a: False):
         self.max_flows = max_flows
+        self._is_node = is_node
         self.timeouts = timeouts
         self._started = started
         self._ended = ended
@@ -67,12 +78,14 @@ class FlowTable:
         else:
             flow = self._rev.get(key)
             if flow is None:
-                return self._create(pkt), not _is_synack(pkt)
+                flow = self._create(pkt)
+                return flow, flow.key[1] == pkt.src and flow.key[2] == pkt.sport
             from_client = False
-        if pkt.tcp_flags & (SYN | ACK) == SYN and flow.closed:
-            # A fresh SYN on a finished 5-tuple is a new connection (port reuse).
+        if pkt.tcp_flags & (SYN | ACK) == SYN and (flow.closed or not from_client):
+            # A fresh SYN on a finished 5-tuple is a new connection (port reuse); a SYN from
+            # the flow's "server" means whatever came first did not come from this initiator.
             self._remove(flow)
-            self._ended(flow, "close")
+            self._ended(flow, "close" if flow.closed else "superseded")
             return self._create(pkt), True
         self._table.move_to_end(flow.key)
         return flow, from_client
@@ -83,12 +96,26 @@ class FlowTable:
             del self._rev[_reverse(victim.key)]
             self._on_evict(1)
             self._ended(victim, "evicted")
-        flow = new_flow(pkt, from_src=not _is_synack(pkt))
+        flow = new_flow(pkt, from_src=self._sender_is_client(pkt))
         self._table[flow.key] = flow
         self._rev[_reverse(flow.key)] = flow
         self.flows_created += 1
         self._started(flow)
         return flow
+
+    def _sender_is_client(self, pkt: Packet) -> bool:
+        """Is the first packet's sender the client? (rules in the module docstring)"""
+        flags = pkt.tcp_flags & (SYN | ACK) if pkt.proto == TCP else 0
+        if flags == SYN:
+            return True
+        src_node, dst_node = self._is_node(pkt.src), self._is_node(pkt.dst)
+        if src_node != dst_node:
+            if pkt.proto == TCP and not flags & SYN:
+                node_port, remote_port = (pkt.sport, pkt.dport) if src_node else (pkt.dport, pkt.sport)
+                if node_port < 1024 <= remote_port:
+                    return not src_node         # running flow into a node service
+            return src_node
+        return flags != SYN | ACK
 
     def _remove(self, flow: Flow) -> None:
         del self._table[flow.key]
@@ -144,6 +171,3 @@ def _reverse(key: tuple) -> tuple:
     proto, c, cp, s, sp = key
     return proto, s, sp, c, cp
 
-
-def _is_synack(pkt: Packet) -> bool:
-    return pkt.proto == TCP and pkt.tcp_flags & (SYN | ACK) == SYN | ACK

@@ -15,22 +15,23 @@ from auditor.telemetry import Table, Telemetry
 
 
 class NameCache:
-    """(client ip, answered ip) -> (queried name, full chain, expiry)."""
+    """(client ip, answered ip) -> (queried name, full chain, expiry, from a trusted resolver)."""
 
     def __init__(self, max_entries: int, telemetry: Telemetry, min_ttl: float = 30.0):
         self.max_entries = max_entries
         self.min_ttl = min_ttl
         self._telemetry = telemetry
-        self._entries: OrderedDict[tuple[str, str], tuple[str, tuple[str, ...], float]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[str, tuple[str, ...], float, bool]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def learn(self, client: str, chains: dict[str, tuple[str, ...]], ttls: dict[str, int], now: float) -> None:
+    def learn(self, client: str, chains: dict[str, tuple[str, ...]], ttls: dict[str, int], now: float,
+              trusted: bool = False) -> None:
         entries = self._entries
         for ip, chain in chains.items():
             key = (client, ip)
-            entries[key] = (chain[0], chain, now + max(ttls.get(ip, 0), self.min_ttl))
+            entries[key] = (chain[0], chain, now + max(ttls.get(ip, 0), self.min_ttl), trusted)
             entries.move_to_end(key)
         overflow = len(entries) - self.max_entries
         if overflow > 0:
@@ -38,12 +39,13 @@ class NameCache:
                 entries.popitem(last=False)
             self._telemetry.evicted(Table.DNS_CACHE, overflow)
 
-    def lookup(self, client: str, ip: str, now: float) -> tuple[str, tuple[str, ...]] | None:
-        """The most recent unexpired answer naming `ip` for `client`, else None."""
+    def lookup(self, client: str, ip: str, now: float) -> tuple[str, tuple[str, ...], bool] | None:
+        """The most recent unexpired answer naming `ip` for `client` (queried name, chain,
+        trusted), else None."""
         hit = self._entries.get((client, ip))
         if hit is None or hit[2] < now:
             return None
-        return hit[0], hit[1]
+        return hit[0], hit[1], hit[3]
 
     def expire(self, now: float) -> None:
         # Entries are in learn order, not expiry order (TTLs differ); a full pass is cheap

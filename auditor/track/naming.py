@@ -16,7 +16,7 @@ from auditor.telemetry import Layer, Telemetry
 from auditor.track.flows import TCP, UDP
 from auditor.track.names import NameCache
 from auditor.track.state import state
-from auditor.track.streams import StreamPrefix
+from auditor.track.streams import Budget, StreamPrefix
 
 MAX_CLIENT_PREFIX = 65536   # a ClientHello with post-quantum key shares is ~2 KB; HTTP headers 16 KB
 MAX_QUIC_DATAGRAMS = 8      # a ClientHello never needs more Initial packets than this
@@ -35,40 +35,64 @@ class QuicState:
 
 def settle(flow: Flow, names: NameCache, now: float) -> None:
     """Fix the flow's name and name source; attach the DNS chain whatever named the flow
-    (the policy needs it for private endpoints, the SNI-mismatch detector for evidence)."""
+    (the policy needs it for private endpoints, the SNI-mismatch detector for evidence).
+    Called again if a conflicting retransmission makes the presented name untrustworthy."""
     hit = names.lookup(flow.client_ip, flow.server_ip, now)
     if hit is not None:
-        flow.dns_chain = hit[1]
-    if flow.sni:
-        flow.domain, flow.name_source = flow.sni, "sni"
-    elif flow.quic_sni:
-        flow.domain, flow.name_source = flow.quic_sni, "quic_sni"
-    elif flow.http_host and (host := hostnames.http_host(flow.http_host)):
-        flow.domain, flow.name_source = host, "http_host"
+        flow.dns_chain, flow.dns_trusted = hit[1], hit[2]
+    flow.domain, flow.name_source = None, "none"
+    presented = None if flow.ambiguous else _presented(flow)
+    if presented is not None:
+        flow.domain, flow.name_source = presented
     elif hit is not None:
         flow.domain, flow.name_source = hit[0], "dns"
     flow.named = True
     st = flow.track_state
     if st is not None:
         st.quic = None
-        if flow.app_protocol != "dns":
+        stream = st.client_stream
+        if stream is not None and flow.app_protocol != "dns":
             st.client_stream = None
+            if flow.proto == TCP and not flow.ambiguous:
+                stream.freeze()                 # compared against until the server ACKs it
+                st.watch = stream
+            else:
+                stream.release()
 
 
-def client_payload(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry) -> bool:
+def _presented(flow: Flow) -> tuple[str, str] | None:
+    """The name the client presented (SNI, QUIC SNI, HTTP Host), if it strictly is one."""
+    for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
+        if raw:
+            name = hostnames.wire_host(raw)
+            if name is None:
+                flow.invalid_name = raw         # names nothing; kept as evidence
+                return None
+            return name, source
+    if flow.http_host:
+        host = hostnames.http_host(flow.http_host)
+        if host is None:
+            flow.invalid_name = flow.http_host
+            return None
+        return host, "http_host"
+    return None
+
+
+def client_payload(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry,
+                   budget: Budget | None = None) -> bool:
     """Feed one client->server payload of an unnamed flow; True once the name is settled."""
     if flow.proto == TCP:
-        return _tcp(flow, seq, payload, telemetry)
+        return _tcp(flow, seq, payload, telemetry, budget)
     if flow.proto == UDP and payload and payload[0] & 0xC0 == 0xC0:  # QUIC long header
         return _quic(flow, payload, telemetry)
     return True
 
 
-def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry) -> bool:
+def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Budget | None) -> bool:
     st = state(flow)
     stream = st.client_stream
     if stream is None:
-        stream = st.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=st.client_isn)
+        stream = st.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=st.client_isn, budget=budget)
     if not stream.add(seq, payload):
         return False
     buf = bytes(stream.data)

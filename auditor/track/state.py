@@ -13,7 +13,7 @@ from auditor.flow import Flow
 
 class TrackState:
     __slots__ = ("client_isn", "server_isn", "client_stream", "server_stream", "quic",
-                 "tunnel_at")
+                 "tunnel_at", "watch")
 
     def __init__(self) -> None:
         # The SYN's sequence numbers: a stream buffer starts at ISN + 1 once payload arrives.
@@ -23,6 +23,16 @@ class TrackState:
         self.server_stream: Any = None
         self.quic: Any = None
         self.tunnel_at = 0      # after an HTTP CONNECT: where the tunnelled bytes start
+        # After naming: the client bytes that named the flow, kept (frozen) until the server
+        # acknowledges them, so a retransmission that says otherwise is noticed.
+        self.watch: Any = None
+
+    def release(self) -> None:
+        """Give every buffered byte back to the reassembly budget."""
+        for stream in (self.client_stream, self.server_stream, self.watch):
+            if stream is not None:
+                stream.release()
+        self.client_stream = self.server_stream = self.watch = None
 
 
 def state(flow: Flow) -> TrackState:

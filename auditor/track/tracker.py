@@ -9,17 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from auditor.addresses import Networks
+from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
 from auditor.decode.packet import Fragment, Packet, decode_l4
-from auditor.events import FlowEnded, FlowNamed, FlowStarted
+from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Table, Telemetry
 from auditor.track import naming
 from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
-from auditor.track.flows import FIN, RST, SYN, TCP, FlowTable, Timeouts
+from auditor.track.flows import ACK, FIN, RST, SYN, TCP, FlowTable, Timeouts
 from auditor.track.names import NameCache, PendingQueries
 from auditor.track.state import state
+from auditor.track.streams import Budget
 
 DNS_PORT = 53
 SWEEP_EVERY = 1.0  # seconds of capture time between idle sweeps
@@ -32,23 +34,28 @@ class Limits:
     max_flows: int = 100_000
     max_dns_cache: int = 100_000
     max_pending_queries: int = 20_000
+    max_reassembly_bytes: int = 64 << 20     # all TCP prefix buffers together
     dns_min_ttl: float = 30.0
     dns_query_timeout: float = 30.0
 
 
 class Tracker:
     def __init__(self, node_networks: Networks, emit: Dispatcher, telemetry: Telemetry,
-                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts()):
+                 limits: Limits = Limits(), timeouts: Timeouts = Timeouts(),
+                 trusted_resolvers: frozenset[str] = frozenset({"168.63.129.16"})):
         self.node_networks = node_networks
         self.emit = emit
         self.telemetry = telemetry
         self.names = NameCache(limits.max_dns_cache, telemetry, limits.dns_min_ttl)
         self.pending = PendingQueries(limits.max_pending_queries, telemetry,
                                       limits.dns_query_timeout)
+        self.budget = Budget(limits.max_reassembly_bytes, telemetry)
         self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
-                               lambda n: telemetry.evicted(Table.FLOWS, n))
-        self.dns = DnsWatch(self.names, self.pending, emit, telemetry)
-        self.defrag = Defragmenter(telemetry)
+                               lambda n: telemetry.evicted(Table.FLOWS, n),
+                               node_networks.__contains__)
+        self.dns = DnsWatch(self.names, self.pending, emit, telemetry, self.budget,
+                            trusted_resolvers)
+        self.defrag = Defragmenter(telemetry, on_conflict=self._fragment_conflict)
         telemetry.gauge("active_flows", self.flows.__len__)
         telemetry.gauge("dns_cache_entries", self.names.__len__)
         self._announce_start = emit.wants(FlowStarted)
@@ -88,15 +95,36 @@ class Tracker:
             flow.s_packets += 1
             flow.s_bytes += pkt.ip_len
             flow.server_seen = True
+        seq = pkt.seq
         if flags & (FIN | RST | SYN):
-            self._tcp_flags(flow, flags, from_client, pkt.seq)
+            self._tcp_flags(flow, flags, from_client, seq)
+            if flags & SYN:
+                seq = (seq + 1) & 0xFFFFFFFF    # data on a SYN (TCP Fast Open) starts at ISN + 1
+        st = flow.track_state
+        if st is not None and st.watch is not None:
+            self._watch(flow, st, pkt, seq, from_client)
         payload = pkt.payload
         if payload:
             if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
-                self._dns(flow, pkt, from_client)
+                self._dns(flow, pkt, seq, from_client)
             elif from_client and not flow.named:
-                if naming.client_payload(flow, pkt.seq, payload, self.telemetry):
+                if naming.client_payload(flow, seq, payload, self.telemetry, self.budget):
                     self._settle(flow)
+
+    def _watch(self, flow: Flow, st, pkt: Packet, seq: int, from_client: bool) -> None:
+        """After naming, keep comparing client retransmissions of the bytes that named the
+        flow until the server acknowledges them: up to then, the copy we read may not be the
+        copy the server got."""
+        watch = st.watch
+        if from_client:
+            if pkt.payload:
+                watch.add(seq, pkt.payload)
+                if watch.conflict is not None:
+                    self._conflict(flow, watch, pkt.ts)
+        elif pkt.tcp_flags & ACK and watch.next_seq is not None \
+                and (pkt.ack - watch.next_seq) & 0xFFFFFFFF < 0x80000000:
+            watch.release()                     # the server has what it will act on
+            st.watch = None
 
     def fragment(self, frag: Fragment) -> None:
         """One IP fragment; the reassembled datagram is tracked as one packet whose bytes are
@@ -116,6 +144,13 @@ class Tracker:
         else:
             flow.s_packets += frames - 1
 
+    def _fragment_conflict(self, frag: Fragment) -> None:
+        src, dst = ip_text(frag.src), ip_text(frag.dst)
+        self.emit(ConflictingCopies(frag.ts, "fragment", None, f"ip {src} -> {dst} proto "
+                                    f"{frag.proto} id {frag.ident}",
+                                    {"source": src, "destination": dst, "proto": frag.proto,
+                                     "ident": frag.ident, "offset": frag.offset}))
+
     def _tcp_flags(self, flow: Flow, flags: int, from_client: bool, seq: int) -> None:
         if flags & RST:
             flow.rst = True
@@ -131,9 +166,9 @@ class Tracker:
             else:
                 state(flow).server_isn = seq
 
-    def _dns(self, flow: Flow, pkt: Packet, from_client: bool) -> None:
+    def _dns(self, flow: Flow, pkt: Packet, seq: int, from_client: bool) -> None:
         if flow.proto == TCP:
-            self.dns.segment(flow, pkt.seq, pkt.payload, from_client, pkt.ts)
+            self.dns.segment(flow, seq, pkt.payload, from_client, pkt.ts)
         else:
             self.dns.datagram(flow, pkt.payload, from_client, pkt.ts)
         if not flow.named:
@@ -147,13 +182,39 @@ class Tracker:
             self.emit(FlowStarted(flow))
 
     def _settle(self, flow: Flow) -> None:
+        st = flow.track_state
+        stream = st.client_stream if st is not None else None
+        if stream is not None and stream.conflict is not None:
+            flow.ambiguous = True
         naming.settle(flow, self.names, flow.last)
+        if stream is not None and stream.conflict is not None:
+            self._report_conflict(flow, stream, flow.last)
         self.emit(FlowNamed(flow))
+
+    def _conflict(self, flow: Flow, stream, ts: float) -> None:
+        """Retransmitted bytes differ from what named the flow: it is named no longer."""
+        st = flow.track_state
+        if st is not None and st.watch is stream:
+            st.watch = None
+        stream.release()
+        flow.ambiguous = True
+        naming.settle(flow, self.names, ts)
+        self._report_conflict(flow, stream, ts)
+
+    def _report_conflict(self, flow: Flow, stream, ts: float) -> None:
+        seq, length = stream.conflict
+        self.emit(ConflictingCopies(ts, "tcp", flow, f"{flow.transport} {flow.client_ip}:"
+                                    f"{flow.client_port} -> {flow.server_ip}:{flow.server_port}",
+                                    {"seq": seq, "length": length,
+                                     "first_name": flow.sni or flow.http_host}))
 
     def _ended(self, flow: Flow, reason: str) -> None:
         if not flow.named:
             self._settle(flow)
-        flow.track_state = None
+        st = flow.track_state
+        if st is not None:
+            st.release()
+            flow.track_state = None
         self.emit(FlowEnded(flow, reason))
 
     # -- time -----------------------------------------------------------------------

@@ -90,7 +90,8 @@ def test_a_new_detector_is_one_class_plus_one_tuple_entry(monkeypatch):
         "egress_auditor_findings_total", {"detector": "port_seven", "severity": "low"}) == 0
     audit.pipeline.feed(frames(tcp_session(CLIENT, "93.184.216.34", 40000, 8443, tls_hello("x.example"))))
     audit.pipeline.close()
-    assert [(f.detector, f.key) for f in rec.of(Finding)] == [("port_seven", "93.184.216.34")]
+    assert [(f.detector, f.key) for f in rec.of(Finding) if f.detector == "port_seven"] == [
+        ("port_seven", "93.184.216.34")]
     assert audit.registry.get_sample_value(
         "egress_auditor_findings_total", {"detector": "port_seven", "severity": "low"}) == 1
 

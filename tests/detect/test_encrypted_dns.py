@@ -21,7 +21,7 @@ def test_doh_by_sni_fires_and_other_sni_does_not():
           + tcp_session(CLIENT, "93.184.216.34", 40001, 443, tls_hello("example.com")))
     found, _ = detect(pk, only="encrypted_dns")
     assert [(f.key, f.evidence["via"], f.destination_domain) for f in found] == [
-        ("104.16.248.249", "doh_name_sni", "Mozilla.Cloudflare-DNS.com.")]
+        ("104.16.248.249", "doh_name_sni", "mozilla.cloudflare-dns.com")]   # in normal form
 
 
 def test_doh_reached_through_a_dns_name_fires():

@@ -351,5 +351,5 @@ def test_demo_command(tmp_path):
     assert denied == [("pastebin.com", "no_matching_rule")]
     reasons = {d["egress_auditor"]["reason"] for d in of(docs, "flow")}
     assert reasons == {"platform", "fqdn", "service_tag", "private_endpoint", "no_matching_rule"}
-    assert [(f["rule"]["name"], f["egress_auditor"]["key"]) for f in of(docs, "finding")] == \
-        [("dns_tunneling", "tunnel-demo.net")]
+    assert sorted((f["rule"]["name"], f["egress_auditor"]["key"]) for f in of(docs, "finding")) == \
+        [("dns_tunneling", "tunnel-demo.net"), ("exfil_service", "pastebin.com")]

@@ -129,6 +129,41 @@ def dns_flood(path: Path, names: int, rate: float = 5_000.0, seed: int = 3,
     return w.count
 
 
+def reassembly_flood(path: Path, flows: int, segments: int = 16, size: int = 64_000,
+                     seed: int = 4) -> int:
+    """`flows` TCP connections to port 443 whose first client segment never comes: each then
+    sends `segments` segments of `size` bytes out of order (what a reassembler must hold)."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    ts = 1_700_000_000.0
+    for i in range(flows):
+        dst, sport = public_ip(rng), 1024 + i % 64000
+        w.frame(ts, ETH_OUT + ipv4(NODE, dst, 6, tcp(sport, 443, 0x02, seq=1000)))
+        w.frame(ts, ETH_IN + ipv4(dst, NODE, 6, tcp(443, sport, 0x12, seq=5000)))
+        for k in range(1, segments + 1):
+            ts += 0.0001
+            w.frame(ts, ETH_OUT + ipv4(NODE, dst, 6, tcp(sport, 443, 0x18, seq=1001 + k * size,
+                                                         payload=b"z" * size)))
+    w.close()
+    return w.count
+
+
+def fragment_flood(path: Path, datagrams: int, pieces: int = 40, seed: int = 5) -> int:
+    """`datagrams` UDP datagrams cut into `pieces` 1,480-byte fragments, the last one never
+    sent: each stays pending in the defragmenter until a cap or the timeout drops it."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    ts = 1_700_000_000.0
+    for i in range(datagrams):
+        dst = public_ip(rng)
+        for k in range(pieces - 1):
+            ts += 0.00001
+            hdr = _IP.pack(0x45, 0, 20 + 1480, i & 0xFFFF, 0x2000 | (k * 185), 64, 17, 0, NODE, dst)
+            w.frame(ts, ETH_OUT + hdr + b"f" * 1480)
+    w.close()
+    return w.count
+
+
 def normal_mix(path: Path, packets: int, seed: int = 1) -> int:
     """The benchmark's realistic egress mix (bench/gen_mix.py), same size as a flood."""
     subprocess.run([sys.executable, str(ROOT / "bench" / "gen_mix.py"), "--packets", str(packets),
