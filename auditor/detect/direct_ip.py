@@ -19,42 +19,31 @@ also looks unnamed: its SNI and its lookup went by before the capture; such flow
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import Context, Detector, DetectorSettings
-from auditor.detect.resolved import Resolved
-from auditor.events import DnsAnswered, FlowNamed
+from auditor.detect.base import DetectorSettings
+from auditor.detect.resolved import ResolvedAddresses
+from auditor.events import FlowNamed
 
-PLATFORM = frozenset({"168.63.129.16", "169.254.169.254"})
 DNS_PORT = 53
 NAMED_BY_PAYLOAD = ("sni", "quic_sni", "http_host")
 
 
-class DirectIp(Detector):
+class DirectIp(ResolvedAddresses):
     """Egress to a public address no DNS answer gave, with no SNI or Host naming it."""
     name = "direct_ip"
     severities = ("low", "medium")
     key_kind = "ip"
     Settings = DetectorSettings
 
-    def __init__(self, settings: DetectorSettings, context: Context) -> None:
-        super().__init__(settings, context)
-        self.exempt = PLATFORM | frozenset(context.dns_servers)
-        self.resolved = Resolved(self.table())
-
-    def dns_answered(self, ev: DnsAnswered) -> None:
-        self.resolved.learn(ev)
-
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
         # A flow *from* port 53 is not DNS to a resolver: only the server port exempts.
         if not flow.egress or flow.transport not in ("tcp", "udp") or flow.server_port in (DNS_PORT, 0):
             return
-        ip = _norm_ip(flow.server_ip)
-        if ip in self.exempt or not addresses.is_public(ip):
-            return
         if flow.name_source == "dns" or (flow.name_source in NAMED_BY_PAYLOAD
                                          and not addresses.is_ip(flow.domain)):
             return
-        if ip in self.resolved:
+        ip = self.unresolved(flow)
+        if ip is None:
             return
         evidence = {
             "client": flow.client_ip,
@@ -73,6 +62,3 @@ class DirectIp(Detector):
             evidence["invalid_name"] = flow.invalid_name
         self.fire(flow.last, "low" if midstream else "medium", ip, evidence, flow)
 
-
-def _norm_ip(ip: str) -> str:
-    return addresses.canonical(ip) or ip

@@ -1,25 +1,37 @@
-"""Which public addresses a solicited DNS answer has given (for any client of the node): the
-memory `direct_ip` and `sni_unresolved` share the shape of. Unsolicited answers do not count:
-an injected answer must not make an address look resolved."""
+"""What `direct_ip` and `sni_unresolved` share: which public addresses a solicited DNS answer
+has given (for any client of the node). Unsolicited answers do not count: an injected answer
+must not make an address look resolved."""
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import Capped
+from auditor.detect.base import Context, Detector, DetectorSettings
 from auditor.events import DnsAnswered
+from auditor.flow import Flow
+
+PLATFORM = frozenset({"168.63.129.16", "169.254.169.254"})
 
 
-class Resolved:
-    def __init__(self, table: Capped) -> None:
-        self.answered = table            # IP -> name a solicited answer gave for it
+class ResolvedAddresses(Detector):
+    """Base of the detectors about flows to addresses no DNS answer gave."""
 
-    def learn(self, ev: DnsAnswered) -> None:
+    def __init__(self, settings: DetectorSettings, context: Context) -> None:
+        super().__init__(settings, context)
+        self.exempt = PLATFORM | frozenset(context.dns_servers)
+        self.answered = self.table()            # IP -> name a solicited answer gave for it
+
+    def dns_answered(self, ev: DnsAnswered) -> None:
         if not ev.solicited:
             return
         for ip, chain in ev.chains.items():
             self.answered.put(addresses.canonical(ip) or ip, chain[0] if chain else "")
 
-    def __contains__(self, ip: str) -> bool:
+    def unresolved(self, flow: Flow) -> str | None:
+        """The flow's server address when it is public, not a platform or DNS address, and
+        no solicited answer ever gave it; else None."""
+        ip = addresses.canonical(flow.server_ip) or flow.server_ip
+        if ip in self.exempt or not addresses.is_public(ip):
+            return None
         if ip in self.answered:
             self.answered.move_to_end(ip)
-            return True
-        return False
+            return None
+        return ip

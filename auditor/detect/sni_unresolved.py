@@ -10,37 +10,27 @@ finding is evidence to weigh, not a verdict.
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import Context, Detector, DetectorSettings
-from auditor.detect.resolved import Resolved
-from auditor.events import DnsAnswered, FlowNamed
+from auditor.detect.base import DetectorSettings
+from auditor.detect.resolved import ResolvedAddresses
+from auditor.events import FlowNamed
 
-PLATFORM = frozenset({"168.63.129.16", "169.254.169.254"})
 NAMED_BY_PAYLOAD = ("sni", "quic_sni", "http_host")
 
 
-class SniUnresolved(Detector):
+class SniUnresolved(ResolvedAddresses):
     """SNI/Host names a host, but no solicited DNS answer ever gave the destination address."""
     name = "sni_unresolved"
     severities = ("low",)
     key_kind = "ip"
     Settings = DetectorSettings
 
-    def __init__(self, settings: DetectorSettings, context: Context) -> None:
-        super().__init__(settings, context)
-        self.exempt = PLATFORM | frozenset(context.dns_servers)
-        self.resolved = Resolved(self.table())
-
-    def dns_answered(self, ev: DnsAnswered) -> None:
-        self.resolved.learn(ev)
-
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
-        if not flow.egress or flow.midstream or flow.name_source not in NAMED_BY_PAYLOAD:
+        if not flow.egress or flow.midstream or flow.name_source not in NAMED_BY_PAYLOAD \
+                or addresses.is_ip(flow.domain):
             return
-        ip = addresses.canonical(flow.server_ip) or flow.server_ip
-        if ip in self.exempt or not addresses.is_public(ip) or addresses.is_ip(flow.domain):
-            return
-        if ip in self.resolved:
+        ip = self.unresolved(flow)
+        if ip is None:
             return
         self.fire(flow.last, "low", ip, {"client": flow.client_ip, "name": flow.domain,
                                          "name_source": flow.name_source,
