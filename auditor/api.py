@@ -46,17 +46,17 @@ class _Collect(Component):
 
     def __init__(self) -> None:
         self.report = Report()
-        self.ruleset: str | None = None
+        self.ecs: ecs.EcsFormatter = ecs.EcsFormatter()
 
     def flow_ended(self, ev: FlowEnded) -> None:
         if ev.flow.egress:
-            self.report.flows.append(ecs.flow_event(ev.flow, ruleset=self.ruleset))
+            self.report.flows.append(self.ecs.flow(ev.flow))
 
     def violation(self, ev: Violation) -> None:
-        self.report.violations.append(ecs.flow_event(ev.flow, "violation", ts=ev.ts, ruleset=self.ruleset))
+        self.report.violations.append(self.ecs.flow(ev.flow, "violation", ts=ev.ts))
 
     def finding(self, ev: Finding) -> None:
-        self.report.findings.append(ecs.finding_event(ev))
+        self.report.findings.append(self.ecs.finding(ev))
 
 
 def load_settings(config: Any = None, **overrides: Any):
@@ -77,7 +77,7 @@ def audit(pcaps: Iterable[str | Path] | str | Path,
     settings = load_settings(config, **overrides).model_copy(update={"events": None})
     collector = _Collect()
     built = assemble.build(settings, extra=[collector], process_metrics=False)
-    collector.ruleset = built.verdicts.ruleset if built.verdicts else None
+    collector.ecs = built.ecs
     files = [CaptureFile(p) for p in pcaps]
     for capture in files:
         collector.report.warnings += feed_file(built.pipeline, capture)

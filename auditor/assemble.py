@@ -5,11 +5,15 @@ The one place that decides what a run is made of, for every driver alike (`repla
 """
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable
 
 from prometheus_client import CollectorRegistry
 
+from auditor.attribution.component import Attribution
 from auditor.components import Component
 from auditor.detect import registry as detectors
 from auditor.detect.base import Context
@@ -17,6 +21,8 @@ from auditor.pipeline import Pipeline
 from auditor.policy import load_policy
 from auditor.policy.servicetags import ServiceTags
 from auditor.policy.verdict import Judge
+from auditor.sinks.ecs import EcsFormatter
+from auditor.sinks.identity import PRODUCT, Ids
 from auditor.sinks.jsonl import JsonlSink
 from auditor.sinks.metrics import Metrics, registry_for
 from auditor.sinks.summary import Summary
@@ -38,6 +44,8 @@ class Audit:
     events: JsonlSink | None = None
     tags: ServiceTags | None = None
     extra: list[Component] = field(default_factory=list)
+    ecs: EcsFormatter = field(default_factory=EcsFormatter)
+    attribution: Attribution | None = None
 
 
 def load_judge(settings) -> tuple[Judge, ServiceTags] | None:
@@ -53,6 +61,37 @@ def load_judge(settings) -> tuple[Judge, ServiceTags] | None:
     return judge, tags
 
 
+OBSERVER_ENV = {"pod_name": "EGRESS_AUDITOR_OBSERVER_POD_NAME",
+                "pod_namespace": "EGRESS_AUDITOR_OBSERVER_POD_NAMESPACE",
+                "node_name": "EGRESS_AUDITOR_OBSERVER_NODE_NAME"}
+
+
+def ecs_formatter(settings, judge: Judge | None) -> EcsFormatter:
+    """Who observed, on which host and cloud, under which policy: what every event carries.
+    A Kubernetes DaemonSet passes its pod's identity through the downward API
+    (EGRESS_AUDITOR_OBSERVER_POD_NAME, _POD_NAMESPACE, _NODE_NAME)."""
+    hostname = socket.gethostname()
+    mine = {k: os.environ[v] for k, v in OBSERVER_ENV.items() if os.environ.get(v)}
+    observer = {"hostname": hostname, "name": mine.get("node_name", hostname), **PRODUCT}
+    host = {"hostname": settings.host_name or hostname, "name": settings.host_name or hostname}
+    c = settings.cloud
+    region = c.region or settings.region or (judge.policy.location if judge else None)
+    cloud = {k: v for k, v in (("provider", c.provider or ("azure" if region or c.instance_id else None)),
+                               ("region", region)) if v}
+    if c.instance_id:
+        cloud["instance"] = {"id": c.instance_id}
+    fmt = EcsFormatter(ids=Ids(), observer=observer, host=host, cloud=cloud or None,
+                       tool_observer=mine or None)
+    name_policy(fmt, judge)
+    return fmt
+
+
+def name_policy(fmt: EcsFormatter, judge: Judge | None) -> None:
+    if judge is not None:
+        fmt.ruleset = judge.policy.workspace_name or Path(judge.policy.path).name
+        fmt.isolation_mode = judge.mode.value
+
+
 def publish_policy(metrics: Metrics, judge: Judge, tags: ServiceTags) -> None:
     """Tell the metrics which policy and tags are in force (at start and after SIGHUP)."""
     counts: dict[str, int] = {}
@@ -65,8 +104,10 @@ def publish_policy(metrics: Metrics, judge: Judge, tags: ServiceTags) -> None:
     metrics.set_service_tags(tags.change_number, tags.cloud, tags.published)
 
 
-def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = True) -> Audit:
-    """Assemble the pipeline for `settings`; `extra` components go after the sinks."""
+def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = True,
+          attribution: bool = False) -> Audit:
+    """Assemble the pipeline for `settings`; `extra` components go after the sinks.
+    `attribution` (live only): look up which workload opened each egress flow."""
     telemetry = Telemetry()
     loaded = load_judge(settings)
     verdicts = Verdicts(loaded[0]) if loaded else None
@@ -82,21 +123,28 @@ def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = 
         shadow = " (shadow audit)" if settings.as_mode else ""
         summary.policy = (f"{settings.policy} ({judge.mode.value}{shadow}, "
                           f"{len(judge.rules)} effective rules)")
+    fmt = ecs_formatter(settings, loaded[0] if loaded else None)
     events = None
     if settings.events:
-        events = JsonlSink(settings.events, telemetry, dns_events=settings.dns_events,
-                           ruleset=verdicts.ruleset if verdicts else None)
+        events = JsonlSink(settings.events, telemetry, fmt, dns_events=settings.dns_events)
     extra = list(extra)
-    components: list[Component] = ([verdicts] if verdicts else []) + list(found)
+    owners = Attribution(telemetry) if attribution else None
+    components: list[Component] = ([owners] if owners else []) + ([verdicts] if verdicts else [])
+    components += list(found)
     components += [metrics, summary] + ([events] if events else []) + extra
+    pipeline = pipeline_for(settings, components, telemetry)
+    return Audit(settings, pipeline, telemetry, summary, metrics,
+                 registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
+                 loaded[1] if loaded else None, extra, fmt, owners)
+
+
+def pipeline_for(settings, components: list[Component], telemetry: Telemetry) -> Pipeline:
+    """The tracker and dispatcher for these components, with the settings' caps and networks."""
     limits = Limits(max_flows=settings.max_flows, max_dns_cache=settings.max_dns_cache,
                     max_pending_queries=settings.max_pending_queries,
                     max_reassembly_bytes=settings.max_reassembly_bytes)
-    pipeline = Pipeline(components, telemetry, node_networks=settings.node_networks,
-                        limits=limits, dns_servers=settings.dns_servers)
-    return Audit(settings, pipeline, telemetry, summary, metrics,
-                 registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
-                 loaded[1] if loaded else None, extra)
+    return Pipeline(components, telemetry, node_networks=settings.node_networks, limits=limits,
+                    dns_servers=settings.dns_servers, judge_loopback=settings.judge_loopback)
 
 
 def reload_policy(audit: Audit) -> Judge:
@@ -109,4 +157,5 @@ def reload_policy(audit: Audit) -> Judge:
     audit.verdicts.judge = judge
     audit.tags = tags
     publish_policy(audit.metrics, judge, tags)
+    name_policy(audit.ecs, judge)
     return judge

@@ -69,18 +69,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "collector format (default: none)")
     replay.add_argument("--fail-on", choices=["denied", "finding", "none"], default="none",
                         help="exit 3 if any flow was denied / any finding fired (default: none)")
-    replay.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    replay.add_argument("--quiet", action="store_true", help="no progress line and no summary (default: both, the progress line on a terminal only)")
     replay.add_argument("--serve-after", action="store_true",
-                        help="with --metrics-port: keep serving the final metrics until SIGTERM")
+                        help="with --metrics-port: keep serving the final metrics until SIGTERM "
+                        "(default: exit when done)")
     replay.add_argument("--loop", type=float, metavar="SECONDS",
                         help="with --metrics-port: replay again every SECONDS until SIGTERM, each pass "
-                        "continuing the capture's clock (demo dashboards)")
+                        "continuing the capture's clock (demo dashboards; default: one pass)")
     replay.set_defaults(module="auditor.commands.replay")
 
     run = sub.add_parser("run", help="live sidecar: capture on an interface and serve metrics")
-    run.add_argument("--interface", "-i", required=True)
+    run.add_argument("--interface", "-i", required=True,
+                     help="the interface to capture, e.g. eth0 (required; no default)")
     _audit_options(run)
     run.add_argument("--bpf", help="extra kernel capture filter, tcpdump syntax (default: none)")
+    run.add_argument("--no-attribution", action="store_true",
+                     help="do not look up the process/container/pod that opened each flow "
+                     "(default: looked up, from /proc and the kernel's sock_diag)")
     run.add_argument("--web-config-file", type=Path, metavar="F",
                      help="TLS and basic auth for /metrics, Prometheus exporter-toolkit format "
                      "(default: plain HTTP, no auth)")
@@ -99,8 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.set_defaults(module="auditor.commands.suggest")
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the audit events")
-    schema.add_argument("--settings", action="store_true",
-                        help="print the JSON Schema of the settings file instead")
+    what = schema.add_mutually_exclusive_group()
+    what.add_argument("--settings", action="store_true",
+                      help="print the JSON Schema of the settings file instead (default: of the events)")
+    what.add_argument("--index-template", action="store_true",
+                      help="print the Elasticsearch index template instead (default: the events' schema)")
+    what.add_argument("--ecs-custom-fields", action="store_true",
+                      help="print the ECS custom-field definition (schemas/*.yml format) instead "
+                      "(default: the events' schema)")
     schema.set_defaults(module="auditor.commands.schema")
     return parser
 

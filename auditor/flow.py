@@ -22,7 +22,9 @@ class Flow:
         "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
         "fin_c", "fin_s", "rst", "server_seen", "egress", "midstream",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
-        "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "verdict", "track_state",
+        "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
+        "ja4", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
+        "track_state",
     )
 
     def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
@@ -60,6 +62,15 @@ class Flow:
         self.ambiguous = False
         # An SNI or Host that is not a strictly valid host name (kept as evidence).
         self.invalid_name: str | None = None
+        # From the ClientHello, where one was seen.
+        self.tls_version: str | None = None
+        self.alpn: tuple[str, ...] = ()
+        self.ja4: str | None = None
+        self.icmp_type: int | None = None      # ICMP flows: from the first packet
+        self.icmp_code: int | None = None
+        self.flow_id: str | None = None        # assigned by the event sinks on first use
+        self.community_id: str | None = None
+        self.owner: Any = None                 # the workload that opened it (live attribution)
         self.verdict: Any = None
         self.track_state: Any = None
         for name, value in fields.items():

@@ -26,14 +26,14 @@ PLATFORM_RESOLVER = "168.63.129.16"     # Azure DNS, always trusted
 class Pipeline:
     def __init__(self, components: list[Component], telemetry: Telemetry, *,
                  node_networks: Iterable[str], limits: Limits = Limits(),
-                 dns_servers: Iterable[str] = (PLATFORM_RESOLVER,)):
+                 dns_servers: Iterable[str] = (PLATFORM_RESOLVER,), judge_loopback: bool = False):
         self.telemetry = telemetry
         self.dispatch = Dispatcher(components, telemetry)
         self.dispatch.bind_all()
         telemetry.expect_component("tracker", ["packet"])
         trusted = frozenset(addresses.canonical(s) or s for s in (*dns_servers, PLATFORM_RESOLVER))
         self.tracker = Tracker(Networks(node_networks), self.dispatch, telemetry, limits,
-                               trusted_resolvers=trusted)
+                               trusted_resolvers=trusted, judge_loopback=judge_loopback)
         self.stopping = False
         self._closed = False
 

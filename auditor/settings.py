@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import yaml
-from pydantic import Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from auditor.detect import registry
@@ -24,6 +24,17 @@ DEFAULT_NODE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00:
 AZURE_DNS = "168.63.129.16"
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_DEPTH = 32
+
+
+class CloudSettings(BaseModel):
+    """What events say about where the node runs (ECS `cloud.*`); all optional."""
+    model_config = ConfigDict(extra="forbid")
+    provider: str | None = Field(None, description="e.g. azure (default: azure when a region or "
+                                 "instance id is known)")
+    region: str | None = Field(None, description="default: `region`, else the policy's location")
+    instance_id: str | None = None
+    imds: bool = Field(False, description="run: ask the Azure instance metadata service "
+                       "(169.254.169.254) for region and VM id at start")
 
 
 class BaseAuditorSettings(BaseSettings):
@@ -48,6 +59,11 @@ class BaseAuditorSettings(BaseSettings):
     max_dns_cache: int = Field(100_000, ge=16)
     max_pending_queries: int = Field(20_000, ge=16)
     max_destination_labels: int = Field(100, ge=1)
+    judge_loopback: bool = Field(False, description="judge flows to loopback addresses "
+                                 "(127.0.0.0/8, ::1) and between the node's own addresses as "
+                                 "egress (tests that stand in remote hosts on lo)")
+    host_name: str | None = Field(None, description="ECS host.name (default: this host's name)")
+    cloud: CloudSettings = Field(default_factory=lambda: CloudSettings())
     max_reassembly_bytes: int = Field(64 << 20, ge=1 << 16, description="bytes all TCP "
                                       "reassembly buffers may hold together")
 

@@ -74,7 +74,8 @@ class Sidecar:
         self.port = metrics_port
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "auditor", "run", "--interface", "lo", "--metrics-port", str(metrics_port),
-             "--node-network", f"{SRC}/32", "--bpf", f"udp and dst port {dport}", "--events", os.devnull],
+             "--node-network", f"{SRC}/32", "--bpf", f"udp and dst port {dport}", "--events", os.devnull,
+             "--no-attribution"],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:

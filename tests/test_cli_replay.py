@@ -115,3 +115,37 @@ def test_progress_line_on_a_terminal(tmp_path):
     assert b"Traceback" not in seen
     assert b"\r  mix.pcap (1/1)" in seen and b"packets/s" not in seen  # the line, not the summary
     assert b"egress-auditor summary" in out
+
+
+def test_the_events_file_is_appended_to_never_truncated(tmp_path):
+    """A sidecar that restarts (compose `restart: unless-stopped`) keeps its history."""
+    import json
+    from auditor.cli import main
+    from pathlib import Path
+    demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo" / "01-pip-install.pcap"
+    out = tmp_path / "events.jsonl"
+    out.write_text('{"earlier": true}\n')
+    assert main(["replay", str(demo), "--events", str(out), "--quiet"]) == 0
+    once = out.read_text().splitlines()
+    assert main(["replay", str(demo), "--events", str(out), "--quiet"]) == 0
+    twice = out.read_text().splitlines()
+    assert twice[0] == '{"earlier": true}' and len(twice) == 2 * len(once) - 1
+    ids = [json.loads(x)["event"]["id"] for x in twice[1:]]
+    assert len(set(ids)) == len(ids)                     # unique across the two runs
+
+
+def test_every_option_says_its_default():
+    import argparse
+    from auditor.cli import build_parser
+    missing = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, path + [name])
+            elif action.option_strings and action.dest not in ("help", "version") \
+                    and "default" not in (action.help or ""):
+                missing.append(f"{' '.join(path)} {action.option_strings[0]}")
+    walk(build_parser(), [])
+    assert not missing, missing

@@ -14,7 +14,6 @@ from auditor.events import event_types
 from auditor.pipeline import Pipeline
 from auditor.settings import Settings
 from auditor.telemetry import Telemetry
-from auditor.track.tracker import Limits
 
 
 class Recorder(Component):
@@ -48,12 +47,9 @@ def frames(packets, start=1000.0, step=0.01):
 
 def pipeline_for(components, settings=None, telemetry=None) -> Pipeline:
     """A real pipeline (tracker and dispatcher) around `components`."""
-    s = settings if settings is not None else Settings()
-    return Pipeline(list(components), telemetry or Telemetry(), node_networks=s.node_networks,
-                    limits=Limits(max_flows=s.max_flows, max_dns_cache=s.max_dns_cache,
-                                  max_pending_queries=s.max_pending_queries,
-                                  max_reassembly_bytes=s.max_reassembly_bytes),
-                    dns_servers=s.dns_servers)
+    from auditor.assemble import pipeline_for as build
+    return build(settings if settings is not None else Settings(), list(components),
+                 telemetry or Telemetry())
 
 
 def run(packets, components=(), **settings):

@@ -45,13 +45,13 @@ def add_arguments(subparsers) -> None:
     p.add_argument("--as-mode", default=None,
                    choices=("disabled", "allow_internet_outbound", "allow_only_approved_outbound"),
                    help="judge as if in this isolation mode (default: the policy's own)")
-    p.add_argument("--json", action="store_true", help="print {verdict, reason, rule, ...}")
-    p.add_argument("--exit-code", action="store_true", help="exit 3 when the destination is denied")
+    p.add_argument("--json", action="store_true", help="print {verdict, reason, rule, ...} (default: two lines of text)")
+    p.add_argument("--exit-code", action="store_true", help="exit 3 when the destination is denied (default: exit 0 either way)")
     p.set_defaults(func=cmd_explain)
 
     p = subparsers.add_parser("show", help="the effective rule set, built-ins marked")
     _common(p, tags=False)
-    p.add_argument("--json", action="store_true", help="print the rules as JSON")
+    p.add_argument("--json", action="store_true", help="print the rules as JSON (default: a table)")
     p.set_defaults(func=cmd_show)
 
 

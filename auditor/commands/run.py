@@ -2,15 +2,18 @@
 
 Captures on one interface, serves metrics, and runs until SIGTERM/SIGINT, when every open
 flow is flushed as an event (flow events equal `flows_total`). SIGHUP re-reads the policy
-and service tags and swaps the judge in place: the flow table, DNS cache and detector state
-are kept, and a bad new policy leaves the old one in force (said once on stderr).
+and service tags and swaps the judge in place (the flow table, DNS cache and detector state
+are kept, and a bad new policy leaves the old one in force, said once on stderr), and reopens
+the events file; SIGUSR1 only reopens it (logrotate's `postrotate`).
 """
 from __future__ import annotations
 
 import ipaddress
+import json
 import signal
 import sys
 import time
+import urllib.request
 
 from auditor import assemble
 from auditor.commands.inputs import settings_from_args
@@ -51,9 +54,32 @@ def own_socket_filter(listen: str, port: int, interface: str) -> str:
     return f"not (tcp and ({' or '.join(parts)}))"
 
 
+IMDS = "http://169.254.169.254/metadata/instance/compute?api-version=2021-02-01"
+
+
+def with_imds(settings):
+    """`cloud.imds: true`: fill region and VM id from the Azure instance metadata service
+    (one request at start, 2 s timeout; said on stderr and skipped when it does not answer)."""
+    c = settings.cloud
+    if not c.imds:
+        return settings
+    try:
+        req = urllib.request.Request(IMDS, headers={"Metadata": "true"})
+        with urllib.request.urlopen(req, timeout=2) as resp:
+            doc = json.loads(resp.read(1 << 16))
+    except (OSError, ValueError) as exc:
+        print(f"egress-auditor: instance metadata not available ({exc}); cloud fields from "
+              "settings only", file=sys.stderr)
+        return settings
+    cloud = c.model_copy(update={"provider": c.provider or "azure",
+                                 "region": c.region or doc.get("location"),
+                                 "instance_id": c.instance_id or doc.get("vmId")})
+    return settings.model_copy(update={"cloud": cloud})
+
+
 def main(args) -> int:
     node_networks = args.node_network or DEFAULT_NODE_NETWORKS + interface_networks(args.interface)
-    settings = settings_from_args(args, node_networks=node_networks)
+    settings = with_imds(settings_from_args(args, node_networks=node_networks))
     port = args.metrics_port if args.metrics_port is not None else \
         int(settings.metrics_listen.rsplit(":", 1)[1])
     web = WebConfig(args.web_config_file) if args.web_config_file else None
@@ -61,11 +87,13 @@ def main(args) -> int:
     if args.bpf:
         bpf = f"({bpf}) and ({args.bpf})"
     capture = LiveCapture(args.interface, bpf=bpf)
-    audit = assemble.build(settings)
+    audit = assemble.build(settings, attribution=not args.no_attribution)
+    attribution = audit.attribution
     pipeline = audit.pipeline
     server = serve_metrics(audit.registry, settings.metrics_listen, port, web)
     stop = StopOnSignal(pipeline)
-    hup = OnSignal(signal.SIGHUP)
+    hup = OnSignal(signal.SIGHUP)           # reload the policy and reopen the events file
+    usr1 = OnSignal(signal.SIGUSR1)         # reopen the events file only (logrotate)
     next_stats = 0.0
 
     def on_check(p) -> None:
@@ -76,6 +104,10 @@ def main(args) -> int:
             p.telemetry.capture_dropped = capture.stats()[1]
         if hup.take():
             _reload(audit)
+            if audit.events is not None:
+                audit.events.reopen()
+        if usr1.take() and audit.events is not None:
+            audit.events.reopen()
 
     print(f"egress-auditor: capturing on {args.interface}, metrics on :{port}/metrics", file=sys.stderr)
     try:
@@ -86,9 +118,15 @@ def main(args) -> int:
         capture.close()
         stop.restore()
         hup.restore()
+        usr1.restore()
         if server:
             server.shutdown()
     audit.summary.render(sys.stderr)
+    if attribution is not None and attribution.resolved + attribution.unknown:
+        n = attribution.resolved + attribution.unknown
+        print(f"  attribution   {attribution.resolved:,} of {n:,} flows told "
+              f"({attribution.busy_seconds / n * 1e6:,.0f} us per flow, off the capture thread)",
+              file=sys.stderr)
     return EXIT_INTERRUPTED if stop.signal == signal.SIGINT else EXIT_OK
 
 

@@ -18,6 +18,7 @@ _EXT_SNI = 0x0000
 _EXT_ALPN = 0x0010
 _EXT_SUPPORTED_VERSIONS = 0x002B
 _EXT_ECH = 0xFE0D
+_EXT_SIGNATURE_ALGORITHMS = 0x000D
 
 
 @dataclass(slots=True, repr=False)
@@ -28,6 +29,11 @@ class ClientHello:
     ech: bool
     version: int
     supported_versions: tuple[int, ...]
+    # For the JA4 fingerprint (`ja4.py`): wire order, duplicates and GREASE included.
+    ciphers: tuple[int, ...] = ()
+    extensions: tuple[int, ...] = ()
+    signature_algorithms: tuple[int, ...] = ()
+    alpn_first: bytes = b""      # the first ALPN protocol as raw bytes
 
     def __repr__(self) -> str:
         return (f"ClientHello(sni={self.sni!r}, alpn={self.alpn!r}, ech={self.ech}, "
@@ -133,6 +139,7 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
     s, off = _vec(hs, off, 2, end)              # cipher_suites
     if off == s or (off - s) & 1:
         raise DecodeError
+    ciphers = tuple((hs[i] << 8) | hs[i + 1] for i in range(s, off, 2))
     s, off = _vec(hs, off, 1, end)              # legacy_compression_methods
     if off == s:
         raise DecodeError
@@ -140,6 +147,9 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
     alpn: tuple[str, ...] = ()
     ech = False
     versions: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] = ()
+    alpn_first = b""
+    extensions: list[int] = []
     seen: set[int] = set()
     if off < end:                               # extensions are optional before TLS 1.3
         s, stop = _vec(hs, off, 2, end)
@@ -152,6 +162,7 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
             etype = (hs[off] << 8) | hs[off + 1]
             es, ee = _vec(hs, off + 2, 2, stop)
             off = ee
+            extensions.append(etype)
             if etype in seen:
                 continue                        # duplicates: the first one counts
             seen.add(etype)
@@ -159,6 +170,13 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
                 sni = _sni(hs, es, ee)
             elif etype == _EXT_ALPN:
                 alpn = _alpn(hs, es, ee)
+                if ee - es > 3 and hs[es + 2]:
+                    alpn_first = hs[es + 3:es + 3 + hs[es + 2]]
+            elif etype == _EXT_SIGNATURE_ALGORITHMS:
+                vs, ve = _vec(hs, es, 2, ee)
+                if ve != ee or (ve - vs) & 1:
+                    raise DecodeError
+                sigalgs = tuple((hs[i] << 8) | hs[i + 1] for i in range(vs, ve, 2))
             elif etype == _EXT_SUPPORTED_VERSIONS:
                 vs, ve = _vec(hs, es, 1, ee)
                 if ve != ee or (ve - vs) & 1:
@@ -166,7 +184,8 @@ def _hello_body(hs: bytes, end: int) -> ClientHello:
                 versions = tuple((hs[i] << 8) | hs[i + 1] for i in range(vs, ve, 2))
             elif etype == _EXT_ECH:
                 ech = True
-    return ClientHello(sni, alpn, ech, version, versions)
+    return ClientHello(sni, alpn, ech, version, versions, ciphers, tuple(extensions), sigalgs,
+                       alpn_first)
 
 
 def _sni(hs: bytes, start: int, end: int) -> str | None:

@@ -27,6 +27,11 @@ from auditor.telemetry import Table, Telemetry
 SEVERITIES = ("low", "medium", "high", "critical")
 
 
+class Evidence(BaseModel):
+    """What a finding says; each detector declares its own fields (subclass)."""
+    model_config = ConfigDict(extra="forbid")
+
+
 class DetectorSettings(BaseModel):
     """Thresholds of one detector; subclasses add their own fields."""
     model_config = ConfigDict(extra="forbid")
@@ -77,6 +82,7 @@ class Detector(Component):
     # What a key names, so `suggest` leaves out exactly that: ip, name, domain (registered), flow.
     key_kind: ClassVar[str] = "ip"
     Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+    Evidence: ClassVar[type[Evidence]] = Evidence
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
         self.settings = settings
@@ -111,6 +117,8 @@ class Detector(Component):
         """Raise a finding unless `key` already fired in this window; True if raised."""
         if not self.due(key, ts):
             return False
+        # Typed: a detector that reports a field its Evidence model does not declare is a bug.
+        evidence = self.Evidence.model_validate(evidence).model_dump(exclude_none=True)
         if flow is not None:
             source_ip = source_ip or flow.client_ip
             destination_ip = destination_ip or flow.server_ip

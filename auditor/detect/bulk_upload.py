@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import FlowEnded
 from auditor.hostnames import registered_domain
 
@@ -32,12 +32,26 @@ class BulkUploadSettings(DetectorSettings):
     min_pcr: float = Field(0.5, ge=-1, le=1, description="producer-consumer ratio (up-down)/(up+down)")
 
 
+class BulkUploadEvidence(Evidence):
+    client: str
+    key_kind: str = Field(description="name, ip or domain: which count crossed")
+    bytes_sent: int
+    bytes_received: int
+    mib_sent: float
+    pcr: float
+    flows: int
+    window_seconds: float
+    verdict: str | None = None
+    also: dict[str, str] = Field(default_factory=dict, description="other keys the same upload crossed")
+
+
 class BulkUpload(Detector):
     """A node pushing much more than it pulls to one destination."""
     name = "bulk_upload"
     severities = ("high",)
     key_kind = "name"
     Settings = BulkUploadSettings
+    Evidence = BulkUploadEvidence
 
     def __init__(self, settings: BulkUploadSettings, context: Context) -> None:
         super().__init__(settings, context)

@@ -8,8 +8,23 @@ ordinary stack retransmits different bytes.
 """
 from __future__ import annotations
 
-from auditor.detect.base import Detector, DetectorSettings
+from pydantic import Field
+
+from auditor.detect.base import Detector, DetectorSettings, Evidence
 from auditor.events import ConflictingCopies
+
+
+class ConflictingRetransmissionEvidence(Evidence):
+    kind: str = Field(description="tcp or fragment")
+    client: str | None = None
+    seq: int | None = None
+    length: int | None = None
+    first_name: str | None = Field(None, description="the name the first copy presented")
+    source: str | None = None
+    destination: str | None = None
+    proto: int | None = None
+    ident: int | None = None
+    offset: int | None = None
 
 
 class ConflictingRetransmission(Detector):
@@ -18,6 +33,7 @@ class ConflictingRetransmission(Detector):
     severities = ("high",)
     key_kind = "flow"
     Settings = DetectorSettings
+    Evidence = ConflictingRetransmissionEvidence
 
     def conflicting_copies(self, ev: ConflictingCopies) -> None:
         flow = ev.flow

@@ -19,12 +19,25 @@ also looks unnamed: its SNI and its lookup went by before the capture; such flow
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import DetectorSettings
+from auditor.detect.base import DetectorSettings, Evidence
 from auditor.detect.resolved import ResolvedAddresses
 from auditor.events import FlowNamed
 
 DNS_PORT = 53
 NAMED_BY_PAYLOAD = ("sni", "quic_sni", "http_host")
+
+
+class DirectIpEvidence(Evidence):
+    client: str
+    transport: str
+    port: int
+    app_protocol: str | None = None
+    client_bytes: int
+    server_bytes: int
+    name_source: str
+    midstream: bool
+    ip_literal_name: str | None = None
+    invalid_name: str | None = None
 
 
 class DirectIp(ResolvedAddresses):
@@ -33,6 +46,7 @@ class DirectIp(ResolvedAddresses):
     severities = ("low", "medium")
     key_kind = "ip"
     Settings = DetectorSettings
+    Evidence = DirectIpEvidence
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow

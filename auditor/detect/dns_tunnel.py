@@ -25,7 +25,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import DnsAnswered, DnsQuery
 from auditor.hostnames import normalise, registered_domain
 
@@ -62,12 +62,26 @@ class _Recent:
         self.null = False
 
 
+class DnsTunnelingEvidence(Evidence):
+    reasons: list[str] = Field(description="null_query, volume, long_txt")
+    client: str
+    queries: int
+    distinct_names: int
+    suspicious_names: int
+    sample_names: list[str]
+    max_label_length: int
+    mean_entropy: float
+    qtypes: dict[str, int] = Field(description="query type number -> queries")
+    window_seconds: float
+
+
 class DnsTunneling(Detector):
     """Data smuggled in DNS names: long or high-entropy subdomains, NULL or long TXT queries."""
     name = "dns_tunneling"
     severities = ("high", "critical")
     key_kind = "domain"
     Settings = DnsTunnelingSettings
+    Evidence = DnsTunnelingEvidence
 
     def __init__(self, settings: DnsTunnelingSettings, context: Context) -> None:
         super().__init__(settings, context)

@@ -17,7 +17,7 @@ import ipaddress
 from pydantic import Field, field_validator
 
 from auditor import addresses
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import FlowNamed
 from auditor.hostnames import matches_any, normalise
 
@@ -49,11 +49,24 @@ class EncryptedDnsSettings(DetectorSettings):
         return [str(ipaddress.ip_address(x)) for x in v]
 
 
+class EncryptedDnsEvidence(Evidence):
+    via: str = Field(description="dot, doq, doh_name_<source>, doh_name_dns_chain, doh_resolver_ip")
+    client: str
+    transport: str
+    port: int
+    name: str | None = None
+    name_source: str
+    app_protocol: str | None = None
+    client_bytes: int
+    server_bytes: int
+
+
 class EncryptedDns(Detector):
     """DNS the auditor (and Azure DNS logging) cannot read: DoT, DoQ, DoH."""
     name = "encrypted_dns"
     severities = ("high",)
     Settings = EncryptedDnsSettings
+    Evidence = EncryptedDnsEvidence
 
     def __init__(self, settings: EncryptedDnsSettings, context: Context) -> None:
         super().__init__(settings, context)

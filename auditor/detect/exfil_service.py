@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import DnsQuery, FlowNamed
 from auditor.hostnames import normalise, registered_domain
 
@@ -55,12 +55,22 @@ class ExfilServiceSettings(DetectorSettings):
                                       "workspace uses on purpose")
 
 
+class ExfilServiceEvidence(Evidence):
+    name: str
+    listed: str = Field(description="the list entry it falls under")
+    category: str = Field(description="paste, file_drop, tunnel, request_catcher, oob, site")
+    via: str = Field(description="sni, quic_sni, http_host, dns, dns_chain, dns_query")
+    client: str
+    client_bytes: int | None = None
+
+
 class ExfilService(Detector):
     """A destination on the shipped list of exfiltration-prone services."""
     name = "exfil_service"
     severities = ("high",)
     key_kind = "domain"
     Settings = ExfilServiceSettings
+    Evidence = ExfilServiceEvidence
 
     def __init__(self, settings: ExfilServiceSettings, context: Context) -> None:
         super().__init__(settings, context)

@@ -11,11 +11,19 @@ bypass; what the stub forwards upstream is seen and judged on its own. Severity 
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import DnsQuery, FlowNamed
 from auditor.flow import Flow
 
 DNS_PORT = 53
+
+
+class ResolverBypassEvidence(Evidence):
+    first_query: str | None = None
+    qtype: int | None = None
+    client: str
+    transport: str
+    configured_dns_servers: list[str]
 
 
 class DnsResolverBypass(Detector):
@@ -23,6 +31,7 @@ class DnsResolverBypass(Detector):
     name = "dns_resolver_bypass"
     severities = ("medium",)
     Settings = DetectorSettings
+    Evidence = ResolverBypassEvidence
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
         super().__init__(settings, context)

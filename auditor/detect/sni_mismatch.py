@@ -17,11 +17,21 @@ evidence says whether the SNI name was resolved to other addresses (CDN rotation
 """
 from __future__ import annotations
 
-from auditor.detect.base import Context, Detector, DetectorSettings
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import DnsAnswered, FlowNamed
 from auditor.hostnames import normalise, registered_domain
 
 NAMES_PER_IP = 32
+
+
+class SniMismatchEvidence(Evidence):
+    client: str
+    sni: str
+    resolved_names: list[str]
+    resolved_name_count: int
+    sni_resolved_elsewhere: bool
+    transport: str
+    port: int
 
 
 class SniMismatch(Detector):
@@ -29,6 +39,7 @@ class SniMismatch(Detector):
     name = "sni_mismatch"
     severities = ("medium",)
     Settings = DetectorSettings
+    Evidence = SniMismatchEvidence
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
         super().__init__(settings, context)

@@ -10,11 +10,19 @@ finding is evidence to weigh, not a verdict.
 from __future__ import annotations
 
 from auditor import addresses
-from auditor.detect.base import DetectorSettings
+from auditor.detect.base import DetectorSettings, Evidence
 from auditor.detect.resolved import ResolvedAddresses
 from auditor.events import FlowNamed
 
 NAMED_BY_PAYLOAD = ("sni", "quic_sni", "http_host")
+
+
+class SniUnresolvedEvidence(Evidence):
+    client: str
+    name: str
+    name_source: str
+    transport: str
+    port: int
 
 
 class SniUnresolved(ResolvedAddresses):
@@ -23,6 +31,7 @@ class SniUnresolved(ResolvedAddresses):
     severities = ("low",)
     key_kind = "ip"
     Settings = DetectorSettings
+    Evidence = SniUnresolvedEvidence
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow

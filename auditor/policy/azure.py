@@ -311,7 +311,7 @@ def parse(doc: Any, raw: bytes, fmt: str, path: str, *, region: str | None = Non
         (props.get("workspaceId") if isinstance(props, dict) else None)
     wsname = top.get("name") if isinstance(top, dict) else None
     policy = Policy(
-        path=path, dialect=dialect, isolation_mode=mode, location=location,  # type: ignore[arg-type]
+        path=path, dialect=dialect, isolation_mode=mode, location=location,
         workspace_name=wsname if isinstance(wsname, str) and not wsname.startswith("[") else None,
         workspace_id=str(wsid) if wsid else None, file_rules=file_rules,
         rules=builtin.effective_rules(file_rules, mode, location), sha256=sha256(raw),

@@ -1,127 +1,221 @@
 """Audit events as Elastic Common Schema documents (plain dicts, one JSON line each).
 
+True to ECS's `ecs_flat.yml` (names, types, allowed values): `tests/sinks/test_ecs_conformance.py`
+checks every field of every event of the scenario captures against the vendored copy. What
+ECS has no field for lives under `egress_auditor.*` (declared in
+`deploy/elasticsearch/egress_auditor-ecs-custom.yml`), and `tls.client.ja4` extends the `tls`
+field set the way `tls.client.ja3` does (ECS 9.4 has no JA4 field).
+
 Built by hand rather than through the pydantic models in `auditor.schema` because this runs
 once per flow and per DNS response; the models describe exactly these shapes (the schema
 command prints them, and the tests validate every emitted line against them).
 """
 from __future__ import annotations
 
-import socket
 from datetime import datetime, timezone
+from typing import Any
 
 from auditor import __version__, hostnames
 from auditor.decode import dns
 from auditor.events import DnsAnswered, Finding
 from auditor.flow import Flow
+from auditor.hostnames import normalise, registered_domain
+from auditor.sinks.identity import Ids, flow_community_id
 
-HOSTNAME = socket.gethostname()
+ECS_VERSION = "9.4.0"
+# Elastic's detection-rule convention: one number for severity and risk score per level.
+SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
+_ICMP = (1, 58)
 
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _base(ts: float, kind: str, action: str) -> dict:
-    return {
-        "@timestamp": iso(ts),
-        "event": {"kind": kind, "category": ["network"], "action": action},
-        "observer": {"hostname": HOSTNAME},
-    }
+class EcsFormatter:
+    """Turns pipeline events into ECS documents for one run (its ids, observer, policy)."""
 
+    def __init__(self, *, ids: Ids | None = None, observer: dict | None = None,
+                 host: dict | None = None, cloud: dict | None = None,
+                 ruleset: str | None = None, isolation_mode: str | None = None,
+                 tool_observer: dict | None = None) -> None:
+        self.ids = ids or Ids()
+        self.observer = observer or {}
+        self.host = host or {}
+        self.cloud = cloud or None
+        self.ruleset = ruleset
+        self.isolation_mode = isolation_mode
+        self.tool_observer = tool_observer or None
 
-def _tail(doc: dict, extra: dict) -> dict:
-    extra["version"] = __version__
-    doc["egress_auditor"] = extra
-    return doc
+    # -- shared -------------------------------------------------------------------------
+    def _base(self, ts: float, kind: str, action: str, category: list[str], etype: list[str]) -> dict:
+        doc: dict[str, Any] = {
+            "@timestamp": iso(ts),
+            "ecs": {"version": ECS_VERSION},
+            "event": {"id": self.ids.event(), "kind": kind, "category": category, "type": etype,
+                      "action": action, "dataset": f"egress_auditor.{action}",
+                      "module": "egress_auditor"},
+            "observer": self.observer,
+        }
+        if self.host:
+            doc["host"] = self.host
+        if self.cloud:
+            doc["cloud"] = self.cloud
+        return doc
 
+    def _tool(self, doc: dict, extra: dict) -> dict:
+        extra["version"] = __version__
+        if self.tool_observer:
+            extra["observer"] = self.tool_observer
+        doc["egress_auditor"] = extra
+        return doc
 
-def flow_event(flow: Flow, action: str = "flow", ts: float | None = None, ruleset: str | None = None) -> dict:
-    """`flow` at flow end (final counts) or `violation` as soon as a denial is decided."""
-    verdict = flow.verdict
-    doc = _base(flow.last if ts is None else ts, "event" if action == "flow" else "alert", action)
-    ev = doc["event"]
-    ev["type"] = ["connection"] + ([] if verdict is None else ["allowed" if verdict.allowed else "denied"])
-    ev["start"] = iso(flow.start)
-    if action == "flow":
-        ev["end"] = iso(flow.last)
-        ev["duration"] = int((flow.last - flow.start) * 1e9)
-    doc["source"] = {"ip": flow.client_ip, "port": flow.client_port,
-                     "bytes": flow.c_bytes, "packets": flow.c_packets}
-    dest = {"ip": flow.server_ip, "port": flow.server_port,
-            "bytes": flow.s_bytes, "packets": flow.s_packets}
-    if action != "flow":  # a violation is raised mid-flow: its counts are not final
-        for d in (doc["source"], dest):
-            del d["bytes"], d["packets"]
-    if flow.domain:
-        dest["domain"] = flow.domain
-    doc["destination"] = dest
-    net = {"transport": flow.transport, "direction": "egress" if flow.egress else "ingress"}
-    if flow.app_protocol:
-        net["protocol"] = flow.app_protocol
-    doc["network"] = net
-    server_name = flow.sni or flow.quic_sni
-    if server_name:
-        doc["tls"] = {"client": {"server_name": server_name}}
-    host = hostnames.http_host(flow.http_host) if flow.http_host else None
-    if host:
-        doc["url"] = {"domain": host}
-    extra: dict = {"name_source": flow.name_source}
-    if flow.dns_chain:
-        extra["dns_chain"] = list(flow.dns_chain)
-    if flow.ech:
-        extra["ech"] = True
-    if flow.invalid_name:
-        extra["invalid_name"] = flow.invalid_name[:512]
-    if flow.ambiguous:
-        extra["name_ambiguous"] = True
-    if verdict is not None:
-        doc["rule"] = {"name": verdict.rule or verdict.reason}
-        if ruleset:
-            doc["rule"]["ruleset"] = ruleset
-        extra["verdict"] = "allowed" if verdict.allowed else "denied"
-        extra["reason"] = verdict.reason
-        extra["rule_type"] = verdict.rule_type
-        if verdict.service_tag:
-            extra["service_tag"] = verdict.service_tag
-        if verdict.private_endpoint:
-            extra["private_endpoint"] = verdict.private_endpoint
-    return _tail(doc, extra)
+    @staticmethod
+    def _endpoints(doc: dict, flow: Flow, with_counts: bool) -> None:
+        icmp = flow.proto in _ICMP
+        src: dict[str, Any] = {"ip": flow.client_ip}
+        dst: dict[str, Any] = {"ip": flow.server_ip}
+        if not icmp:
+            src["port"], dst["port"] = flow.client_port, flow.server_port
+        if with_counts:
+            src["bytes"], src["packets"] = flow.c_bytes, flow.c_packets
+            dst["bytes"], dst["packets"] = flow.s_bytes, flow.s_packets
+        if flow.domain:
+            dst["domain"] = flow.domain
+            reg = registered_domain(normalise(flow.domain))
+            if reg:
+                dst["registered_domain"] = reg
+        doc["source"], doc["destination"] = src, dst
 
+    def _network(self, flow: Flow, protocol: str | None) -> dict:
+        net: dict[str, Any] = {"transport": flow.transport, "iana_number": str(flow.proto),
+                               "type": "ipv6" if ":" in flow.client_ip else "ipv4",
+                               "direction": "egress" if flow.egress else "ingress",
+                               "community_id": flow_community_id(flow)}
+        if protocol:
+            net["protocol"] = protocol
+        return net
 
-def dns_event(ev: DnsAnswered) -> dict:
-    msg, flow = ev.message, ev.flow
-    doc = _base(ev.ts, "event", "dns")
-    doc["event"]["type"] = ["protocol"]
-    # The response travels server -> client; ECS puts the querier in `source`.
-    doc["source"] = {"ip": flow.client_ip, "port": flow.client_port}
-    doc["destination"] = {"ip": flow.server_ip, "port": flow.server_port}
-    doc["network"] = {"transport": flow.transport, "protocol": "dns"}
-    d = {"id": msg.id, "type": "answer", "response_code": dns.rcode_name(msg.rcode)}
-    if msg.questions:
-        qname, qtype = msg.questions[0]
-        d["question"] = {"name": qname, "type": dns.type_name(qtype)}
-    d["answers"] = [{"name": r.name, "type": dns.type_name(r.rtype), "data": r.data, "ttl": r.ttl}
-                    for r in msg.answers]
-    if ev.chains:
-        d["resolved_ip"] = list(ev.chains)
-    if msg.truncated:
-        d["header_flags"] = ["TC"]
-    doc["dns"] = d
-    return _tail(doc, {"solicited": ev.solicited})
+    # -- the four actions ---------------------------------------------------------------
+    def flow(self, flow: Flow, action: str = "flow", ts: float | None = None) -> dict:
+        """`flow` at flow end (final counts) or `violation` as soon as a denial is decided."""
+        verdict = flow.verdict
+        etype = ["connection"]
+        if action == "flow":
+            etype.append("end")
+        if verdict is not None:
+            etype.append("allowed" if verdict.allowed else "denied")
+        doc = self._base(flow.last if ts is None else ts, "event" if action == "flow" else "alert",
+                         action, ["network"], etype)
+        ev = doc["event"]
+        ev["start"] = iso(flow.start)
+        if action == "flow":
+            ev["end"] = iso(flow.last)
+            ev["duration"] = int((flow.last - flow.start) * 1e9)
+        self._endpoints(doc, flow, with_counts=action == "flow")
+        doc["network"] = self._network(flow, flow.app_protocol)
+        server_name = flow.sni or flow.quic_sni
+        if server_name or flow.ja4:
+            client: dict[str, Any] = {}
+            if server_name:
+                client["server_name"] = server_name
+            if flow.ja4:
+                client["ja4"] = flow.ja4
+            tls: dict[str, Any] = {"client": client}
+            if flow.tls_version:
+                tls["version"], tls["version_protocol"] = flow.tls_version, "tls"
+            if flow.alpn:
+                tls["next_protocol"] = flow.alpn[0].lower()
+            doc["tls"] = tls
+        host = hostnames.http_host(flow.http_host) if flow.http_host else None
+        if host:
+            doc["url"] = {"domain": host}
+        extra: dict[str, Any] = {"name_source": flow.name_source, "flow_id": self.ids.flow(flow)}
+        if flow.dns_chain:
+            extra["dns_chain"] = list(flow.dns_chain)
+        if flow.ech:
+            extra["ech"] = True
+        if flow.invalid_name:
+            extra["invalid_name"] = flow.invalid_name[:512]
+        if flow.ambiguous:
+            extra["name_ambiguous"] = True
+        if flow.midstream:
+            extra["midstream"] = True
+        if flow.proto in _ICMP and flow.icmp_type is not None:
+            extra["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
+        if verdict is not None:
+            ev["reason"] = verdict.reason.value
+            doc["rule"] = {"ruleset": self.ruleset} if self.ruleset else {}
+            if verdict.rule:
+                doc["rule"]["name"] = verdict.rule
+            if not doc["rule"]:
+                del doc["rule"]
+            extra["verdict"] = "allowed" if verdict.allowed else "denied"
+            extra["reason"] = verdict.reason.value
+            extra["rule_type"] = verdict.rule_type
+            if self.isolation_mode:
+                extra["isolation_mode"] = self.isolation_mode
+            if verdict.service_tag:
+                extra["service_tag"] = verdict.service_tag
+            if verdict.private_endpoint:
+                extra["private_endpoint"] = verdict.private_endpoint
+        owner = flow.owner
+        if owner is not None:
+            owner.to_ecs(doc, extra)
+        return self._tool(doc, extra)
 
+    def dns(self, ev: DnsAnswered) -> dict:
+        msg, flow = ev.message, ev.flow
+        doc = self._base(ev.ts, "event", "dns", ["network"], ["protocol"])
+        # The response travels server -> client; ECS puts the querier in `source`.
+        doc["source"] = {"ip": flow.client_ip, "port": flow.client_port}
+        doc["destination"] = {"ip": flow.server_ip, "port": flow.server_port}
+        doc["network"] = self._network(flow, "dns")
+        d: dict[str, Any] = {"id": str(msg.id), "type": "answer",
+                             "response_code": dns.rcode_name(msg.rcode)}
+        if msg.questions:
+            qname, qtype = msg.questions[0]
+            question = {"name": qname, "type": dns.type_name(qtype)}
+            reg = registered_domain(normalise(qname))
+            if reg and reg != ".":
+                question["registered_domain"] = reg
+            d["question"] = question
+        d["answers"] = [{"name": r.name, "type": dns.type_name(r.rtype), "data": r.data, "ttl": r.ttl}
+                        for r in msg.answers]
+        if ev.chains:
+            d["resolved_ip"] = list(ev.chains)
+        if msg.truncated:
+            d["header_flags"] = ["TC"]
+        doc["dns"] = d
+        return self._tool(doc, {"solicited": ev.solicited, "flow_id": self.ids.flow(flow)})
 
-def finding_event(f: Finding) -> dict:
-    doc = _base(f.ts, "alert", "finding")
-    doc["event"]["type"] = ["indicator"]
-    doc["rule"] = {"name": f.detector}
-    flow = f.flow
-    src_ip = f.source_ip or (flow.client_ip if flow else None)
-    dst_ip = f.destination_ip or (flow.server_ip if flow else None)
-    dst_port = f.destination_port or (flow.server_port if flow else None)
-    domain = f.destination_domain or (flow.domain if flow else None)
-    if src_ip:
-        doc["source"] = {"ip": src_ip}
-    dest = {k: v for k, v in (("ip", dst_ip), ("port", dst_port), ("domain", domain)) if v}
-    if dest:
-        doc["destination"] = dest
-    return _tail(doc, {"severity": f.severity, "key": f.key, "evidence": f.evidence})
+    def finding(self, f: Finding) -> dict:
+        doc = self._base(f.ts, "alert", "finding", ["network", "intrusion_detection"], ["info"])
+        score = SEVERITY.get(f.severity, 47)
+        doc["event"]["severity"] = score
+        doc["event"]["risk_score"] = float(score)
+        doc["rule"] = {"name": f.detector, "ruleset": "egress-auditor detectors"}
+        flow = f.flow
+        src_ip = f.source_ip or (flow.client_ip if flow else None)
+        dst_ip = f.destination_ip or (flow.server_ip if flow else None)
+        dst_port = f.destination_port if f.destination_port is not None else (
+            flow.server_port if flow else None)
+        domain = f.destination_domain or (flow.domain if flow else None)
+        if src_ip:
+            doc["source"] = {"ip": src_ip}
+        dest: dict[str, Any] = {k: v for k, v in (("ip", dst_ip), ("port", dst_port), ("domain", domain))
+                                if v}
+        if flow is not None and flow.proto in _ICMP:
+            dest.pop("port", None)
+        if domain:
+            reg = registered_domain(normalise(domain))
+            if reg:
+                dest["registered_domain"] = reg
+        if dest:
+            doc["destination"] = dest
+        extra: dict[str, Any] = {"severity": f.severity, "key": f.key, "key_kind": f.key_kind,
+                                 "evidence": f.evidence}
+        if flow is not None:
+            doc["network"] = {"community_id": flow_community_id(flow)}
+            extra["flow_id"] = self.ids.flow(flow)
+        return self._tool(doc, extra)

@@ -27,6 +27,7 @@ from auditor.telemetry import Layer, Table, Telemetry
 
 P = "egress_auditor_"
 MAX_LABEL = 128
+MAX_WORKLOADS = 20
 KNOWN_QTYPES = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "PTR", "SOA", "SRV", "HTTPS", "SVCB",
                 "NULL", "ANY", "CAA", "DS", "DNSKEY", "RRSIG", "NAPTR", "none", "other")
 KNOWN_RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "other")
@@ -56,6 +57,7 @@ class Metrics(Component):
         self.violations = dict.fromkeys(DENY_REASONS, 0)
         self.findings = {(name, sev): 0 for name, sevs in detectors for sev in sevs}
         self.denied_destinations: dict[str, int] = {}
+        self.workload_bytes: dict[str, int] = {}     # live: egress bytes by workload, capped
         self.dns_responses = dict.fromkeys(((q, r) for q in KNOWN_QTYPES for r in KNOWN_RCODES), 0)
         self.flows[("unjudged", "none", "")] = 0
         # Policy and configuration state (set by the assembly and on SIGHUP).
@@ -99,6 +101,12 @@ class Metrics(Component):
         self.flows[key] = self.flows.get(key, 0) + 1
         self.egress_bytes[verdict, rule_type] += flow.c_bytes
         self.ingress_bytes[verdict, rule_type] += flow.s_bytes
+        if flow.owner is not None:
+            who = label(flow.owner.workload())
+            known = self.workload_bytes
+            if who not in known and len(known) >= MAX_WORKLOADS:
+                who = "other"
+            known[who] = known.get(who, 0) + flow.c_bytes
 
     def violation(self, ev: Violation) -> None:
         flow = ev.flow
@@ -158,6 +166,9 @@ class AuditorCollector:
         yield _counter("denied_destinations", "Denied flows by destination (name, else IP); "
                        "capped, the rest as 'other'", ["destination"], m.denied_destinations)
         yield _counter("dns_responses", "DNS responses seen", ["qtype", "rcode"], m.dns_responses)
+        yield _counter("workload_egress_bytes", "Egress bytes by the workload that opened the "
+                       f"flow (live; at most {MAX_WORKLOADS} names, the rest 'other')",
+                       ["workload"], m.workload_bytes)
         yield GaugeMetricFamily(P + "active_flows", "Flows in the flow table",
                                 value=t.read_gauge("active_flows"))
         yield GaugeMetricFamily(P + "dns_cache_entries", "Entries in the DNS name cache",

@@ -26,6 +26,9 @@ class Summary(Component):
         self.ingress_bytes = 0
         self.verdicts: Counter[tuple[str, str]] = Counter()      # (verdict, reason)
         self.rules: Counter[str] = Counter()                     # rule name -> flows
+        self.platform_flows = 0                                  # one line, not one per service
+        self.attributed = False
+        self.sources: Counter[str] = Counter()                   # workload or client IP -> bytes sent
         self.denied: Counter[str] = Counter()
         self.denied_folded = 0
         self.findings: Counter[tuple[str, str]] = Counter()      # (detector, severity)
@@ -42,10 +45,18 @@ class Summary(Component):
         self.flows += 1
         self.egress_bytes += f.c_bytes
         self.ingress_bytes += f.s_bytes
+        known = f.owner is not None and f.owner.known
+        self.attributed = self.attributed or known
+        who = f.owner.workload() if known else f.client_ip
+        if who in self.sources or len(self.sources) < MAX_TRACKED_DESTINATIONS:
+            self.sources[who] += f.c_bytes
         v = f.verdict
         if v is not None:
             self.verdicts["allowed" if v.allowed else "denied", str(v.reason)] += 1
-            self.rules[v.rule or v.reason] += 1
+            if v.rule:
+                self.rules[v.rule] += 1
+            elif v.reason == "platform":
+                self.platform_flows += 1
 
     def violation(self, ev: Violation) -> None:
         self.violations += 1
@@ -89,10 +100,16 @@ class Summary(Component):
             for (verdict, reason), n in sorted(self.verdicts.items(), key=lambda kv: (-kv[1], kv[0])):
                 w(f"  {verdict:<9} {reason:<36} {n:>6,}\n")
             w("\n  rule                                          flows\n")
+            if self.platform_flows:
+                w(f"  {'(platform: Azure DNS, wire server, IMDS)':<44} {self.platform_flows:>6,}\n")
             for rule, n in self.rules.most_common(top):
                 w(f"  {printable(rule)[:44]:<44} {n:>6,}\n")
         elif self.flows:
             w("  verdicts       none (no --policy given: flows are named, not judged)\n")
+        if len(self.sources) > 1 or self.attributed:
+            w("\n  top sources (bytes sent)\n")
+            for who, n in self.sources.most_common(5):
+                w(f"  {printable(who)[:44]:<44} {_size(n):>12}\n")
         if self.denied:
             w(f"\n  top denied destinations ({self.violations:,} violation{'s' if self.violations != 1 else ''})\n")
             for dest, n in self.denied.most_common(top):

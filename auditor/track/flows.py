@@ -164,6 +164,8 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
                 start=pkt.ts, key=(pkt.proto, c, cp, s, sp),
                 midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
     flow.proto = pkt.proto
+    if (pkt.proto == ICMP or pkt.proto == ICMP6) and len(pkt.payload) >= 2:
+        flow.icmp_type, flow.icmp_code = pkt.payload[0], pkt.payload[1]
     return flow
 
 

@@ -9,7 +9,7 @@ the flow ends without one — and the per-flow buffers are released right away.
 from __future__ import annotations
 
 from auditor import hostnames
-from auditor.decode import http, quic, tls
+from auditor.decode import http, ja4, quic, tls
 from auditor.decode.outcome import MALFORMED, NEED_MORE
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Telemetry
@@ -78,6 +78,13 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
     return None
 
 
+def _hello(flow: Flow, hello: tls.ClientHello, transport: str) -> None:
+    """What the events record of a ClientHello: version, ALPN, ECH, the JA4 fingerprint."""
+    flow.ech, flow.alpn = hello.ech, hello.alpn
+    flow.tls_version = ja4.tls_version(hello)
+    flow.ja4 = ja4.ja4(hello, transport)
+
+
 def client_payload(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry,
                    budget: Budget | None = None) -> bool:
     """Feed one client->server payload of an unnamed flow; True once the name is settled."""
@@ -101,7 +108,8 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     if buf[0] == 0x16:
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
-            flow.sni, flow.ech, flow.app_protocol = hello.sni, hello.ech, "tls"
+            _hello(flow, hello, "t")
+            flow.sni, flow.app_protocol = hello.sni, "tls"
             return True
         if hello is NEED_MORE and not stream.overflowed:
             return False
@@ -130,7 +138,8 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> 
         return True
     hello = tls.parse_records(data)
     if isinstance(hello, tls.ClientHello):
-        flow.sni, flow.ech = hello.sni, hello.ech
+        _hello(flow, hello, "t")
+        flow.sni = hello.sni
         return True
     if hello is NEED_MORE and not overflowed:
         return False
@@ -157,7 +166,8 @@ def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry) -> bool:
         qs.crypto.add(offset, data)
     hello = tls.parse_handshake(qs.crypto.contiguous())
     if isinstance(hello, tls.ClientHello):
-        flow.quic_sni, flow.ech = hello.sni, hello.ech
+        _hello(flow, hello, "q")
+        flow.quic_sni = hello.sni
         return True
     if hello is NEED_MORE:
         return qs.datagrams >= MAX_QUIC_DATAGRAMS

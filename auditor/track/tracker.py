@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from auditor.addresses import Networks
+from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
 from auditor.decode.packet import Fragment, Packet, decode_l4
@@ -42,7 +42,9 @@ class Limits:
 class Tracker:
     def __init__(self, node_networks: Networks, emit: Dispatcher, telemetry: Telemetry,
                  limits: Limits = Limits(), timeouts: Timeouts = Timeouts(),
-                 trusted_resolvers: frozenset[str] = frozenset({"168.63.129.16"})):
+                 trusted_resolvers: frozenset[str] = frozenset({"168.63.129.16"}),
+                 judge_loopback: bool = False):
+        self.judge_loopback = judge_loopback
         self.node_networks = node_networks
         self.emit = emit
         self.telemetry = telemetry
@@ -177,7 +179,11 @@ class Tracker:
 
     # -- flow lifecycle -------------------------------------------------------------
     def _started(self, flow: Flow) -> None:
-        flow.egress = flow.key[1] in self.node_networks
+        _, client, _, server, _ = flow.key
+        # The node talking to itself (loopback, or one of its own addresses to itself) is
+        # not egress unless `judge_loopback` says so.
+        flow.egress = client in self.node_networks and (
+            self.judge_loopback or not (is_loopback_packed(server) or client == server))
         if self._announce_start:
             self.emit(FlowStarted(flow))
 

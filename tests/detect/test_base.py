@@ -7,7 +7,7 @@ from pydantic import Field
 from auditor import assemble
 from auditor import settings as settings_mod
 from auditor.detect import registry
-from auditor.detect.base import Capped, Context, Detector, DetectorSettings
+from auditor.detect.base import Capped, Context, Detector, DetectorSettings, Evidence
 from auditor.errors import SettingsError
 from auditor.events import Finding, FlowNamed
 from auditor.settings import Settings, load
@@ -64,11 +64,16 @@ class PortSevenSettings(DetectorSettings):
     port: int = Field(7, ge=1, le=65535, description="the port that is suspicious")
 
 
+class PortSevenEvidence(Evidence):
+    port: int
+
+
 class PortSeven(Detector):
     """Egress to one configurable port (a toy)."""
     name = "port_seven"
     severities = ("low",)
     Settings = PortSevenSettings
+    Evidence = PortSevenEvidence
 
     def flow_named(self, ev: FlowNamed) -> None:
         if ev.flow.egress and ev.flow.server_port == self.settings.port:

@@ -200,13 +200,21 @@ class Run:
 
 def replay(tmp: Path, pcap: Path, *extra: str, policy: Path | None = POLICY,
            timeout: float = 600) -> Run:
-    """`python -m auditor replay PCAP` in a child; its own peak RSS from `os.wait4`."""
-    events, metrics = tmp / "events.jsonl", tmp / "metrics.prom"
-    for p in (events, metrics):
+    """`python -m auditor replay PCAP` in a child, and the child's own peak RSS: the kernel's
+    high-water mark of its address space after exec (`VmHWM`, written by the child at exit).
+    `ru_maxrss` from `wait4` would not do: a child forked from a large pytest process starts
+    out charged with the parent's pages."""
+    events, metrics, hwm = tmp / "events.jsonl", tmp / "metrics.prom", tmp / "status.txt"
+    for p in (events, metrics, hwm):
         p.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "auditor", "replay", str(pcap), "--events", str(events),
-           "--metrics-file", str(metrics), "--node-network", "10.0.0.0/8", "--no-dns-events",
-           *(["--policy", str(policy)] if policy else []), *extra]
+    args = ["replay", str(pcap), "--events", str(events),
+            "--metrics-file", str(metrics), "--node-network", "10.0.0.0/8", "--no-dns-events",
+            *(["--policy", str(policy)] if policy else []), *extra]
+    wrapper = ("import atexit, runpy, sys\n"
+               f"atexit.register(lambda: open({str(hwm)!r}, 'w').write(open('/proc/self/status').read()))\n"
+               f"sys.argv = ['egress-auditor', *{args!r}]\n"
+               "runpy.run_module('auditor', run_name='__main__')\n")
+    cmd = [sys.executable, "-c", wrapper]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_AUDITOR_")}
     out, err = tmp / "stdout.txt", tmp / "stderr.txt"
     started = time.monotonic()
@@ -224,7 +232,11 @@ def replay(tmp: Path, pcap: Path, *extra: str, policy: Path | None = POLICY,
             time.sleep(0.02)
     wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(proc.returncode, usage.ru_maxrss / 1024, wall, out.read_text(), err.read_text(),
+    peak = usage.ru_maxrss / 1024
+    if hwm.exists():
+        line = next(x for x in hwm.read_text().splitlines() if x.startswith("VmHWM:"))
+        peak = int(line.split()[1]) / 1024
+    return Run(proc.returncode, peak, wall, out.read_text(), err.read_text(),
                metrics.read_text() if metrics.exists() else "")
 
 

@@ -58,7 +58,9 @@ def net():
 
 def start(tmp_path: Path, resolver: DnsResponder, policy: Path = POLICY, *extra: str) -> Sidecar:
     config = tmp_path / "auditor.yaml"
-    config.write_text(f"dns_servers: [{resolver.ip}]\nmetrics_listen: '127.0.0.1:19807'\n")
+    # On lo the "remote hosts" are loopback addresses: judge them as egress.
+    config.write_text(f"dns_servers: [{resolver.ip}]\nmetrics_listen: '127.0.0.1:19807'\n"
+                      "judge_loopback: true\n")
     port = free_port()
     # Only our own servers: other tests on this host also talk over lo, and the flow count
     # below must be exact.
@@ -170,14 +172,15 @@ def test_run_audits_real_loopback_traffic_and_flushes_every_flow_on_sigterm(tmp_
 
     (ok,) = of(flows, "flow", tls__client__server_name=ALLOWED)
     assert ok["destination"]["ip"] == ALLOWED_IP and ok["destination"]["domain"] == ALLOWED
-    assert ok["event"]["type"] == ["connection", "allowed"]
+    assert ok["event"]["type"] == ["connection", "end", "allowed"]
     assert (ok["egress_auditor"]["verdict"], ok["egress_auditor"]["reason"]) == ("allowed", "fqdn")
-    assert ok["rule"] == {"name": "allowed-site", "ruleset": "allow_only_approved_outbound"}
+    assert ok["rule"] == {"name": "allowed-site", "ruleset": "live-test"}   # the policy's name
+    assert ok["egress_auditor"]["isolation_mode"] == "allow_only_approved_outbound"
     assert ok["network"]["protocol"] == "tls" and ok["egress_auditor"]["name_source"] == "sni"
     assert ok["source"]["bytes"] > 517 and ok["source"]["packets"] >= 3   # the ClientHello went out
 
     (bad,) = of(flows, "flow", tls__client__server_name=DENIED)
-    assert bad["event"]["type"] == ["connection", "denied"]
+    assert bad["event"]["type"] == ["connection", "end", "denied"]
     assert (bad["egress_auditor"]["verdict"], bad["egress_auditor"]["reason"]) == ("denied", "no_matching_rule")
 
     (web,) = of(flows, "flow", url__domain=PLAIN)
@@ -273,6 +276,85 @@ def test_sighup_reloads_policy_keeps_dns_cache_and_survives_a_broken_policy(tmp_
     assert dns_named["destination"]["domain"] == ALLOWED
     assert dns_named["egress_auditor"]["name_source"] == "dns"
     assert verdict[no_sni] == ("denied", "fqdn_port_not_supported")
+
+
+# -- the events file: appended to, reopened for logrotate -----------------------------------
+def test_events_are_appended_and_reopened_on_sigusr1_and_sighup(tmp_path, net):
+    log = tmp_path / "events.jsonl"
+    log.write_text('{"kept": "from an earlier run"}\n')
+    sidecar = start(tmp_path, net)
+    held = []
+
+    def violation_in(path: Path, port: int) -> bool:
+        if not path.exists():
+            return False
+        docs = [json.loads(x) for x in path.read_text().splitlines()]
+        return any(d.get("event", {}).get("action") == "violation" and d["source"]["port"] == port
+                   for d in docs)
+
+    try:
+        held.append(http_get(PLAIN_IP, PLAIN))
+        first = held[-1].getsockname()[1]
+        wait_for(lambda: violation_in(log, first), 90, "the first violation")
+        log.rename(tmp_path / "events.jsonl.1")             # logrotate moves the file away ...
+        sidecar.signal(signal.SIGUSR1)                       # ... and tells the sidecar
+        wait_for(log.exists, 90, "a new events file after SIGUSR1")
+        held.append(http_get(PLAIN_IP, PLAIN))
+        second = held[-1].getsockname()[1]
+        wait_for(lambda: violation_in(log, second), 90, "the second violation, in the new file")
+        log.rename(tmp_path / "events.jsonl.2")
+        mark = len(sidecar.stderr_lines)
+        sidecar.signal(signal.SIGHUP)                        # reload reopens too
+        sidecar.wait_stderr("SIGHUP: policy reloaded", start=mark)
+        wait_for(log.exists, 90, "a new events file after SIGHUP")
+        held.append(http_get(PLAIN_IP, PLAIN))
+        third = held[-1].getsockname()[1]
+        wait_for(lambda: violation_in(log, third), 90, "the third violation, in the newest file")
+        assert term(sidecar) == 0, sidecar.stderr
+    finally:
+        for sock in held:
+            sock.close()
+        sidecar.close()
+    rotated = (tmp_path / "events.jsonl.1").read_text().splitlines()
+    assert rotated[0] == '{"kept": "from an earlier run"}'       # appended, never truncated
+    assert violation_in(tmp_path / "events.jsonl.1", first) and not violation_in(tmp_path / "events.jsonl.1", second)
+    assert violation_in(tmp_path / "events.jsonl.2", second)
+    # SIGTERM flushed every open flow into the newest file: flow events == flows_total.
+    flows = [json.loads(x) for x in log.read_text().splitlines() if '"action":"flow"' in x]
+    assert {f["source"]["port"] for f in flows} >= {first, second, third}
+
+
+# -- attribution: which process opened the flow ---------------------------------------------
+CLIENT = f"""
+import socket, sys
+s = socket.socket(); s.settimeout(30); s.bind(({CLIENT_IP!r}, 0)); s.connect(({PLAIN_IP!r}, 80))
+s.sendall(b"GET / HTTP/1.1\\r\\nHost: {PLAIN}\\r\\n\\r\\n")
+print(s.getsockname()[1], flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_flows_name_the_process_that_opened_them(tmp_path, net):
+    sidecar = start(tmp_path, net)
+    client = subprocess.Popen([sys.executable, "-c", CLIENT], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(client.stdout.readline())
+        scrape_when(sidecar, "the client's flow to be denied", lambda t: (
+            metric(t, "egress_auditor_violations_total", reason="no_matching_rule") or 0) >= 1)
+        client.stdin.close()
+        assert client.wait(60) == 0
+        assert term(sidecar) == 0, sidecar.stderr
+    finally:
+        if client.poll() is None:
+            client.kill()
+        sidecar.close()
+    (flow,) = [f for f in of(events(tmp_path), "flow") if f["source"]["port"] == port]
+    assert flow["egress_auditor"]["attribution"] == "known"
+    assert flow["process"]["pid"] == client.pid
+    assert flow["process"]["executable"] == os.path.realpath(sys.executable)
+    assert flow["user"]["id"] == str(os.getuid())
+    assert "attribution" in sidecar.stderr and "us per flow" in sidecar.stderr
 
 
 # -- 3. SIGINT and a bad interface ----------------------------------------------------------

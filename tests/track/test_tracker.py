@@ -121,3 +121,17 @@ def test_ingress_flow_is_not_egress():
     pkts = tcp_handshake("203.0.113.9", C, 50000, dport=22)
     _, rec = run(pkts)
     assert not ended(rec)[0].egress
+
+
+def test_loopback_and_self_traffic_is_not_egress_unless_judge_loopback():
+    from tests.util import dns_answer, dns_query
+    pk = [dns_query("127.0.0.1", "127.0.0.53", "pypi.org", 5),
+          dns_answer("127.0.0.1", "127.0.0.53", "pypi.org", "151.101.0.223", 5),
+          *tcp_handshake("10.0.0.5", "10.0.0.5", 40000, 8080),        # the node to itself
+          *tcp_handshake("10.0.0.5", "151.101.0.223", 40001, 443)]
+    _, rec = run(pk, node_networks=["10.0.0.0/8", "127.0.0.0/8"])
+    egress = {(e.flow.server_ip, e.flow.server_port) for e in rec.of(FlowEnded) if e.flow.egress}
+    assert egress == {("151.101.0.223", 443)}
+    _, rec = run(pk, node_networks=["10.0.0.0/8", "127.0.0.0/8"], judge_loopback=True)
+    egress = {(e.flow.server_ip, e.flow.server_port) for e in rec.of(FlowEnded) if e.flow.egress}
+    assert egress == {("127.0.0.53", 53), ("10.0.0.5", 8080), ("151.101.0.223", 443)}
