@@ -78,6 +78,7 @@ def audit(pcaps: Iterable[str | Path] | str | Path,
     collector = _Collect()
     built = assemble.build(settings, extra=[collector], process_metrics=False)
     collector.ecs = built.ecs
+    collector.report.warnings += built.notices
     files = [CaptureFile(p) for p in pcaps]
     for capture in files:
         collector.report.warnings += feed_file(built.pipeline, capture)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -27,6 +28,7 @@ from auditor.sinks.jsonl import JsonlSink
 from auditor.sinks.metrics import Metrics, registry_for
 from auditor.sinks.summary import Summary
 from auditor.telemetry import Telemetry
+from auditor.terminal import printable
 from auditor.track.tracker import Limits
 from auditor.verdicts import Verdicts
 
@@ -46,6 +48,7 @@ class Audit:
     extra: list[Component] = field(default_factory=list)
     ecs: EcsFormatter = field(default_factory=EcsFormatter)
     attribution: Attribution | None = None
+    notices: list[str] = field(default_factory=list)   # policy and service-tags warnings
 
 
 def load_judge(settings) -> tuple[Judge, ServiceTags] | None:
@@ -92,6 +95,16 @@ def name_policy(fmt: EcsFormatter, judge: Judge | None) -> None:
         fmt.isolation_mode = judge.mode.value
 
 
+def notices(judge: Judge, tags: ServiceTags, now: float) -> list[str]:
+    """What the operator should read before trusting the verdicts: the policy's warnings
+    (unknown keys, rules Azure reports Failed ...) and a stale or partial tags file."""
+    out = [printable(str(w)) for w in judge.policy.warnings]
+    for note in [*tags.notes, tags.staleness(now)]:
+        if note:
+            out.append(f"egress-auditor: warning: {printable(note)}")
+    return out
+
+
 def publish_policy(metrics: Metrics, judge: Judge, tags: ServiceTags) -> None:
     """Tell the metrics which policy and tags are in force (at start and after SIGHUP)."""
     counts: dict[str, int] = {}
@@ -133,9 +146,10 @@ def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = 
     components += list(found)
     components += [metrics, summary] + ([events] if events else []) + extra
     pipeline = pipeline_for(settings, components, telemetry)
+    said = notices(*loaded, time.time()) if loaded else []
     return Audit(settings, pipeline, telemetry, summary, metrics,
                  registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
-                 loaded[1] if loaded else None, extra, fmt, owners)
+                 loaded[1] if loaded else None, extra, fmt, attribution=owners, notices=said)
 
 
 def pipeline_for(settings, components: list[Component], telemetry: Telemetry) -> Pipeline:
@@ -158,4 +172,5 @@ def reload_policy(audit: Audit) -> Judge:
     audit.tags = tags
     publish_policy(audit.metrics, judge, tags)
     name_policy(audit.ecs, judge)
+    audit.notices = notices(judge, tags, time.time())
     return judge

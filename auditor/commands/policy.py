@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from auditor.errors import EXIT_FAIL_ON, PolicyError
 from auditor.policy import builtin, render
+from auditor.policy.advice import advise
 from auditor.policy.azure import load_policy, load_policy_lenient
 from auditor.policy.lint import lint
 from auditor.policy.model import Policy
@@ -57,7 +59,11 @@ def add_arguments(subparsers) -> None:
 
 def _tags(args, policy: Policy | None = None) -> ServiceTags:
     region = args.region or (policy.location if policy else None)
-    return ServiceTags.load(args.service_tags, region=region)
+    tags = ServiceTags.load(args.service_tags, region=region)
+    for note in [*tags.notes, tags.staleness(time.time())]:
+        if note:
+            print(f"egress-auditor: warning: {printable(note)}", file=sys.stderr)
+    return tags
 
 
 def _warn(policy: Policy) -> None:
@@ -77,24 +83,47 @@ def cmd_check(args) -> int:
     return 1 if errors else 0
 
 
+def _judge_dest(judge: Judge, dest: str, port: int, proto: str):
+    if parse_address(dest) is not None:
+        return judge.judge(dest, port, proto, None, "none")
+    source = {("tcp", 443): "sni", ("tcp", 80): "http_host",
+              ("udp", 443): "quic_sni"}.get((proto, port), "sni")
+    # A name with no IP: taken as the SNI/Host, and as resolved by DNS (for private endpoints).
+    return judge.judge("", port, proto, dest, source, (dest,))
+
+
+def _idle_rule_would_allow(policy: Policy, tags: ServiceTags, args, dest: str) -> str | None:
+    """The not-enforced rule (status Failed/Deleting) that would allow `dest` if Azure had it."""
+    idle = [r for r in policy.file_rules if not r.enforced]
+    for rule in idle:
+        revived = policy.model_copy(update={"file_rules": tuple(
+            r.model_copy(update={"status": "Active"}) if r is rule else r for r in policy.file_rules)})
+        judge = Judge(revived, tags, include=tuple(args.include), as_mode=args.as_mode)
+        if _judge_dest(judge, dest, args.port, args.proto).allowed:
+            why = dict(rule.info).get("error_information")
+            return (f"rule {rule.name!r} would allow it, but Azure reports it {rule.status}"
+                    + (f" ({why})" if why else "") + "; fix or re-create that rule")
+    return None
+
+
 def cmd_explain(args) -> int:
     if not 0 <= args.port <= 65535:
         raise PolicyError(args.policy, f"--port {args.port} is not a port")
     policy = load_policy(args.policy, region=args.region)
     _warn(policy)
-    judge = Judge(policy, _tags(args, policy), include=tuple(args.include), as_mode=args.as_mode)
+    tags = _tags(args, policy)
+    judge = Judge(policy, tags, include=tuple(args.include), as_mode=args.as_mode)
     dest = args.dest.strip()
-    if parse_address(dest) is not None:
-        verdict = judge.judge(dest, args.port, args.proto, None, "none")
-    else:
-        source = {("tcp", 443): "sni", ("tcp", 80): "http_host",
-                  ("udp", 443): "quic_sni"}.get((args.proto, args.port), "sni")
-        # A name with no IP: taken as the SNI/Host, and as resolved by DNS (for private endpoints).
-        verdict = judge.judge("", args.port, args.proto, dest, source, (dest,))
+    is_ip = parse_address(dest) is not None
+    verdict = _judge_dest(judge, dest, args.port, args.proto)
+    advice = advise(verdict, tags, ip=dest if is_ip else None, name=None if is_ip else dest,
+                    port=args.port, proto=args.proto)
+    if not verdict.allowed:
+        advice["fix"] = _idle_rule_would_allow(policy, tags, args, dest) or advice["fix"]
     out = {"verdict": "allowed" if verdict.allowed else "denied", "reason": verdict.reason.value,
            "rule": verdict.rule, "rule_type": verdict.rule_type,
            "service_tag": verdict.service_tag, "private_endpoint": verdict.private_endpoint,
-           "destination": dest, "port": args.port, "proto": args.proto}
+           "destination": dest, "port": args.port, "proto": args.proto, **advice}
     code = EXIT_FAIL_ON if args.exit_code and not verdict.allowed else 0
     if args.json:
         print(json.dumps(out, indent=2))
@@ -104,6 +133,11 @@ def cmd_explain(args) -> int:
     print(f"{out['verdict'].upper()}: {printable(dest)} {args.proto}/{args.port}: "
           f"{verdict.reason.value}{via}{extra}")
     print(f"  {verdict.reason.explain}")
+    if advice["service_tags"]:
+        service = f" ({advice['azure_service']})" if advice["azure_service"] else ""
+        print(f"  address: {', '.join(advice['service_tags'])}{service}")
+    if advice["fix"]:
+        print(f"  fix: {printable(advice['fix'])}")
     return code
 
 
@@ -114,8 +148,11 @@ def cmd_show(args) -> int:
     if args.json:
         print(json.dumps(data, indent=2, sort_keys=False))
         return 0
-    print(f"isolation_mode: {data['isolation_mode']}   location: {data['location'] or '-'}")
-    print(f"{'NAME':40} {'TYPE':16} {'CATEGORY':12} {'STATUS':8} DESTINATION")
+    view = "Azure's own view: judged by the rules it lists" if data["authoritative"] else \
+        "a file you wrote" + (": Azure adds its required rules" if data["required_added"] else "")
+    print(f"isolation_mode: {data['isolation_mode']}   location: {data['location'] or '-'}   "
+          f"kind: {data['kind']}   dialect: {data['dialect']} ({view})")
+    print(f"{'NAME':40} {'TYPE':16} {'CATEGORY':12} {'STATUS':12} DESTINATION")
     for r in data["rules"]:
         d = r["destination"]
         if isinstance(d, dict) and "service_tag" in d:
@@ -125,12 +162,14 @@ def cmd_show(args) -> int:
             text = f"{d['service_resource_id'].rsplit('/', 1)[-1]}/{d['subresource_target']}"
         else:
             text = d
-        mark = "*" if r["built_in"] else " "
+        mark = "*" if r["built_in"] else "!" if not r["enforced"] else " "
         print(printable(f"{mark}{r['name'][:39]:39} {r['type']:16} {r['category']:12} "
-                        f"{r['status'] or '-':8} {text}"))
-    print("(* = built in; always allowed: DNS to the dns_servers (default "
-          f"{', '.join(builtin.DEFAULT_DNS_SERVERS)}) and any traffic to "
-          f"{' and '.join(builtin.PLATFORM_IPS)})")
+                        f"{r['status'] or '-':12} {text}"))
+    print("(* = built in; ! = not enforced: Azure reports the rule Failed or Deleting; always "
+          f"allowed: DNS to the dns_servers (default {', '.join(builtin.DEFAULT_DNS_SERVERS)}) "
+          f"and any traffic to {' and '.join(builtin.PLATFORM_IPS)})")
+    for key, val in data["info"].items():
+        print(printable(f"info: {key}: {val}"))
     for note in data["notes"]:
         print(f"note: {note}")
     return 0

@@ -35,6 +35,8 @@ class Replay:
             textfile.check(self.settings.metrics_file)
         self.files = open_captures(args.pcaps)
         self.audit = assemble.build(self.settings)
+        for notice in self.audit.notices:
+            print(notice, file=sys.stderr)
         self.pipeline = self.audit.pipeline
         self.lingered = self.loop is not None
 

@@ -88,6 +88,8 @@ def main(args) -> int:
         bpf = f"({bpf}) and ({args.bpf})"
     capture = LiveCapture(args.interface, bpf=bpf)
     audit = assemble.build(settings, attribution=not args.no_attribution)
+    for notice in audit.notices:
+        print(notice, file=sys.stderr)
     attribution = audit.attribution
     pipeline = audit.pipeline
     server = serve_metrics(audit.registry, settings.metrics_listen, port, web)
@@ -143,3 +145,5 @@ def _reload(audit: assemble.Audit) -> None:
     audit.metrics.reloaded(True)
     print(f"egress-auditor: SIGHUP: policy reloaded ({len(judge.rules)} rules, "
           f"mode {judge.mode.value})", file=sys.stderr)
+    for notice in audit.notices:
+        print(notice, file=sys.stderr)

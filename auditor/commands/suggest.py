@@ -41,6 +41,8 @@ def suggest(pcaps, settings) -> Suggestion:
     files = open_captures(pcaps)
     obs = Observations()
     audit = assemble.build(settings, extra=[obs], process_metrics=False)
+    for notice in audit.notices:
+        print(notice, file=sys.stderr)
     for capture in files:
         for warning in feed_file(audit.pipeline, capture):
             print(f"egress-auditor: warning: {warning}", file=sys.stderr)

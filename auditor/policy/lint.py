@@ -1,9 +1,10 @@
 """`policy check`: what the loader reports plus what Azure would reject or silently ignore.
 
-Errors: storage FQDN rules in approved-only mode, misplaced wildcards, bad port ranges,
+Errors: storage FQDN rules in approved-only mode, FQDN and service-tag rules in
+allow_internet_outbound (Azure refuses them there), misplaced wildcards, bad port ranges,
 duplicate rule names, malformed private-endpoint resource ids, service tags absent from the
-tags file. Warnings: `*contoso.com` patterns, rules Azure ignores in the current mode, private
-endpoints whose names cannot be derived, unknown keys.
+tags file. Warnings: `*contoso.com` patterns, `*.pypi.org` without `pypi.org`, rules that have
+no effect in `disabled` mode, private endpoints whose names cannot be derived, unknown keys.
 """
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from typing import Literal
 from . import builtin
 from .endpoints import known_subresource, parse_resource_id, rule_names
 from .match import is_storage_pattern
-from .model import (FqdnRule, IsolationMode, Policy, PrivateEndpointRule, Problem,
+from .model import (Category, FqdnRule, IsolationMode, Policy, PrivateEndpointRule, Problem,
                     ServiceTagRule)
+
+# Services whose clients talk to the apex name itself (pip's index is https://pypi.org/simple,
+# the Hugging Face Hub API is https://huggingface.co/api), which `*.<apex>` does not match.
+_APEX_NEEDED = {"pypi.org": "pip install fails", "huggingface.co": "model downloads fail"}
 from .servicetags import ServiceTags
 
 
@@ -27,7 +32,8 @@ def lint(policy: Policy, tags: ServiceTags | None, include: tuple[str, ...] = ()
     """Problems of a loaded policy (beyond those the loader found)."""
     out: list[Problem] = []
     approved = policy.isolation_mode is IsolationMode.ALLOW_ONLY_APPROVED_OUTBOUND
-    ignored = not approved
+    internet = policy.isolation_mode is IsolationMode.ALLOW_INTERNET_OUTBOUND
+    fqdns = {r.destination for r in policy.file_rules if isinstance(r, FqdnRule)}
     for rule in policy.file_rules:
         if isinstance(rule, FqdnRule):
             dest = rule.destination
@@ -43,9 +49,21 @@ def lint(policy: Policy, tags: ServiceTags | None, include: tuple[str, ...] = ()
                 out.append(_p(policy, "warning", rule, "destination",
                               f"{dest!r} matches any name ending in {dest[1:]!r} (e.g. "
                               f"'x{dest[1:]}'); did you mean '*.{dest[1:]}'?"))
-        if isinstance(rule, (FqdnRule, ServiceTagRule)) and ignored:
+            for apex, symptom in _APEX_NEEDED.items():
+                if dest == f"*.{apex}" and apex not in fqdns:
+                    out.append(_p(policy, "warning", rule, "destination",
+                                  f"{dest!r} does not cover {apex!r} itself (a wildcard "
+                                  f"matches subdomains only); add an FQDN rule for {apex!r} "
+                                  f"or {symptom}"))
+        if (isinstance(rule, (FqdnRule, ServiceTagRule)) and internet
+                and rule.category is Category.USER_DEFINED):
+            out.append(_p(policy, "error", rule, "type",
+                          f"Azure refuses {rule.type.value} rules in allow_internet_outbound "
+                          "(only private-endpoint rules can be added in that mode): the "
+                          "update fails"))
+        elif isinstance(rule, (FqdnRule, ServiceTagRule)) and not approved and not internet:
             out.append(_p(policy, "warning", rule, "type",
-                          f"{rule.type.value} rules are ignored by Azure in "
+                          f"{rule.type.value} rules have no effect in "
                           f"{policy.isolation_mode.value} mode"))
         if isinstance(rule, ServiceTagRule) and not rule.address_prefixes and tags is not None:
             if rule.service_tag and tags.resolve(rule.service_tag) is None:

@@ -15,23 +15,12 @@ from typing import Any
 import yaml
 from yaml.events import AliasEvent
 
+from . import bicep
+from .lines import LineDict, LineList
 from .model import PolicyError
 
 MAX_POLICY_BYTES = 10 * 1024 * 1024
 MAX_DEPTH = 32
-
-
-class LineDict(dict):
-    line: int | None = None
-    key_lines: dict
-
-    def line_of(self, key: str) -> int | None:
-        return getattr(self, "key_lines", {}).get(key, self.line)
-
-
-class LineList(list):
-    line: int | None = None
-    item_lines: list
 
 
 class _Loader(yaml.SafeLoader):
@@ -101,8 +90,44 @@ def _depth(obj: Any) -> int:
     return deepest
 
 
+def strip_json_comments(text: str) -> str:
+    """ARM template JSON may carry `//` and `/* */` comments (Azure's deployment engine and
+    Microsoft's own samples use them). Blank them out, keeping every line and column where it
+    was so JSON errors still point at the right place; strings are left untouched."""
+    out = list(text)
+    i, n, in_string = 0, len(text), False
+    while i < n:
+        ch = text[i]
+        if in_string:
+            if ch == "\\":
+                i += 2
+                continue
+            in_string = ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            end = n if end < 0 else end
+            out[i:end] = " " * (end - i)
+            i = end
+            continue
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out[i:end] = [c if c == "\n" else " " for c in text[i:end]]
+            i = end
+            continue
+        i += 1
+    return "".join(out)
+
+
+def _looks_like_json(text: str) -> bool:
+    return strip_json_comments(text[:65536]).lstrip().startswith(("{", "["))
+
+
 def read_document(path: str | Path) -> tuple[Any, bytes, str]:
-    """(parsed document, raw bytes, "yaml"|"json"); PolicyError with one line on any failure."""
+    """(parsed document, raw bytes, "yaml"|"json"|"bicep"); PolicyError with one line on any
+    failure. JSON may carry ARM's comments; `.bicep`/`.bicepparam` files are read by `bicep`."""
     name = str(path)
     try:
         p = Path(path)
@@ -118,10 +143,14 @@ def read_document(path: str | Path) -> tuple[Any, bytes, str]:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PolicyError(name, f"not UTF-8 text (byte {exc.start})") from None
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    if p.suffix.lower() in (".bicep", ".bicepparam"):
         try:
-            doc = json.loads(text, object_pairs_hook=_json_pairs)
+            return bicep.read(text), raw, "bicep"
+        except bicep.BicepError as exc:
+            raise PolicyError(name, f"invalid Bicep: {exc}", line=exc.line) from None
+    if _looks_like_json(text):
+        try:
+            doc = json.loads(strip_json_comments(text), object_pairs_hook=_json_pairs)
         except json.JSONDecodeError as exc:
             raise PolicyError(name, f"invalid JSON: {exc.msg} (column {exc.colno})",
                               line=exc.lineno) from None
@@ -142,7 +171,10 @@ def read_document(path: str | Path) -> tuple[Any, bytes, str]:
         raise PolicyError(name, f"invalid YAML: {problem}",
                           line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        raise PolicyError(name, f"invalid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        text = getattr(exc, "problem", None) or str(exc).split("\n")[0]
+        raise PolicyError(name, f"invalid YAML: {' '.join(str(text).split())}",
+                          line=mark.line + 1 if mark else None) from None
     except RecursionError:
         raise PolicyError(name, f"invalid YAML: nested deeper than {MAX_DEPTH} levels") from None
     return doc, raw, "yaml"

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from auditor.errors import PolicyError, where
 
 __all__ = ["PolicyError", "IsolationMode", "RuleType", "Category", "PortRange", "FqdnRule",
-           "ServiceTagRule", "PrivateEndpointRule", "Rule", "Problem", "Policy"]
+           "ServiceTagRule", "PrivateEndpointRule", "Rule", "Problem", "Policy", "STATUSES",
+           "NOT_ENFORCED"]
 
 
 class IsolationMode(str, enum.Enum):
@@ -48,16 +49,28 @@ class PortRange(BaseModel):
 
 Protocol = Literal["tcp", "udp", "icmp", "*"]
 Action = Literal["allow", "deny"]
-Status = Literal["Active", "Inactive"]
+# Azure's RuleStatus, in its own order. Whether each is enforced: `NOT_ENFORCED` and docs/policy.md.
+Status = Literal["Inactive", "Active", "Provisioning", "Deleting", "Failed"]
+STATUSES: tuple[str, ...] = ("Inactive", "Active", "Provisioning", "Deleting", "Failed")
+# Inactive: Azure shows every rule Inactive until the managed network is provisioned (first
+# compute, or `provision-network`); a node that runs has a provisioned network, so it applies.
+# Provisioning: being created; judged as the network will be once it lands. Deleting: the owner
+# removed it. Failed: Azure could not create it (no private endpoint, no firewall rule exists).
+NOT_ENFORCED = frozenset({"Deleting", "Failed"})
 
 
 class _RuleBase(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str
     category: Category = Category.USER_DEFINED
-    status: Status | None = None          # read-only in Azure; displayed, never consulted
+    status: Status | None = None          # read-only in Azure; Deleting/Failed rules allow nothing
     line: int | None = Field(default=None, exclude=True)   # where the rule starts in the file
     note: str | None = None                # why a built-in looks the way it does
+    info: tuple[tuple[str, str], ...] = ()  # read-only fields Azure reports (errorInformation ...)
+
+    @property
+    def enforced(self) -> bool:
+        return self.status not in NOT_ENFORCED
 
 
 class FqdnRule(_RuleBase):
@@ -103,16 +116,26 @@ class Problem(BaseModel):
                      field=self.field, level=self.level)
 
 
+Dialect = Literal["cli_yaml", "az_json", "arm", "bicep", "cli_rules"]
+Resource = Literal["workspace", "foundry"]
+Kind = Literal["V1", "V2"]
+
+
 class Policy(BaseModel):
     """A managed network as the auditor enforces it.
 
     `file_rules` are the rules written in the file; `rules` are the effective ones in
-    `isolation_mode` (file rules plus the `required` built-ins Azure adds in approved-only mode).
+    `isolation_mode`: the enforced file rules plus, for a file the user wrote, the `required`
+    built-ins of its network kind that Azure adds in approved-only mode. A file that is Azure's
+    own view of the network (`authoritative`) already lists its required rules: nothing is added.
     """
     model_config = ConfigDict(frozen=True)
     path: str
-    dialect: Literal["cli_yaml", "az_json", "arm"]
+    dialect: Dialect
     isolation_mode: IsolationMode
+    resource: Resource | None = None       # workspace = Azure ML / hub; foundry = Cognitive Services account
+    kind: Kind = "V1"                      # managedNetworkKind (stated, or the resource's default)
+    authoritative: bool = False            # Azure's own show/list output: judged by its rules only
     location: str | None = None            # normalised region name, e.g. "eastus"
     workspace_name: str | None = None
     workspace_id: str | None = None        # the GUID, when the file states it (derives amlworkspace names)
@@ -120,6 +143,7 @@ class Policy(BaseModel):
     rules: tuple[Rule, ...] = ()
     sha256: str = ""
     warnings: tuple[Problem, ...] = ()
+    info: tuple[tuple[str, str], ...] = ()  # fields Azure reports that do not change a verdict
 
     def rule_counts(self) -> dict[RuleType, int]:
         counts = {t: 0 for t in RuleType}

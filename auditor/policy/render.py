@@ -44,18 +44,27 @@ def rule_to_json(rule: Rule, policy: Policy, built_in: bool) -> dict[str, Any]:
                               "fqdns": list(rule_names(rule, region=policy.location,
                                                        workspace_id=policy.workspace_id))}
     out["built_in"] = built_in
+    out["enforced"] = rule.enforced
     if rule.note:
         out["note"] = rule.note
+    if rule.info:
+        out["info"] = dict(rule.info)
     return out
 
 
 def to_json(policy: Policy, include: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The effective rule set (file rules, required built-ins, `include` sets), built-ins marked."""
-    rules = builtin.effective_rules(policy.file_rules, policy.isolation_mode, policy.location,
-                                    include)
+    """The effective rule set (file rules, required built-ins, `include` sets), built-ins marked,
+    then the file's rules Azure does not enforce (status Deleting/Failed), marked so; with the
+    informational fields of the network."""
+    rules = builtin.effective_rules(policy, include=include)
     file_ids = frozenset(id(r) for r in policy.file_rules)
+    idle = [r for r in policy.file_rules if not r.enforced]
     return {"isolation_mode": policy.isolation_mode.value, "location": policy.location,
-            "rules": [rule_to_json(r, policy, id(r) not in file_ids) for r in rules],
+            "dialect": policy.dialect, "resource": policy.resource, "kind": policy.kind,
+            "authoritative": policy.authoritative,
+            "required_added": builtin.adds_required(policy, policy.isolation_mode),
+            "info": dict(policy.info),
+            "rules": [rule_to_json(r, policy, id(r) not in file_ids) for r in (*rules, *idle)],
             "platform": {"dns_servers": list(builtin.DEFAULT_DNS_SERVERS),
                          "always_allowed": list(builtin.PLATFORM_IPS)},
             "notes": [builtin.SCENARIO_NOTES[n] for n in include if n in builtin.SCENARIO_NOTES]}

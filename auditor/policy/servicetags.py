@@ -42,6 +42,32 @@ def published_date(path: str | os.PathLike) -> float | None:
         return None
 
 
+# (cloud, changeNumber, publication date) of files whose date is known. The top-level change
+# number only grows (Microsoft: it increments whenever any tag changes), so a file whose number is
+# not above an anchor's was published on or before that anchor's date. Public: the bundled
+# ServiceTags_Public_20251109.json; China: ServiceTags_China_20230123.json (ryanborMSFT/
+# AzureServiceTagsJson archive).
+CHANGE_NUMBER_ANCHORS = (("Public", 376, "2025-11-09"), ("China", 237, "2023-01-23"))
+STALE_AFTER_DAYS = 30
+REFRESH_HINT = ("download the current ServiceTags_Public_YYYYMMDD.json from "
+                "https://www.microsoft.com/download/details.aspx?id=56519 (or run `az network "
+                "list-service-tags --location <region> > tags.json`) and pass --service-tags")
+
+
+def published_bound(cloud: object, change_number: object) -> float | None:
+    """Latest possible publication date (epoch seconds) of a file with this change number."""
+    try:
+        number = int(str(change_number))
+    except ValueError:
+        return None
+    best = None
+    for anchor_cloud, anchor_number, day in CHANGE_NUMBER_ANCHORS:
+        if str(cloud).lower() == anchor_cloud.lower() and number <= anchor_number:
+            when = datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+            best = when if best is None else min(best, when)
+    return best
+
+
 def normalise_region(region: str) -> str:
     """`East US`, `EastUS`, `east_us` -> `eastus` (ARM location names)."""
     return "".join(ch for ch in region.lower() if ch.isalnum())
@@ -136,7 +162,12 @@ class ServiceTags:
         self.change_number = change_number
         self.cloud = cloud
         self.published = published_date(path)
+        self.published_exact = self.published is not None     # False: an upper bound, or None
+        if self.published is None:
+            self.published = published_bound(cloud, change_number)
+        self.notes: list[str] = []          # what the reader noticed about the file
         self.sizes: dict[str, int] = {}     # tag -> addresses it covers (v4 and v6 on one scale)
+        self.services: dict[str, str] = {}  # tag -> its `systemService` (AzureStorage, ...)
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None, region: str | None = None,
@@ -162,10 +193,19 @@ class ServiceTags:
             raise PolicyError(str(path), f"not a service tags JSON file: {exc}") from None
         values = doc.get("values") if isinstance(doc, dict) else None
         if not isinstance(values, list):
-            raise PolicyError(str(path), "not a service tags file: no 'values' list")
+            empty = isinstance(doc, dict) and "nextLink" in doc
+            raise PolicyError(str(path), "no service tags in this file (an empty `az network "
+                                         "list-service-tags` response?)" if empty else
+                                         "not a service tags file: no 'values' list")
+        if not values:
+            raise PolicyError(str(path), "the service tags file lists no tags")
         tags = cls.from_values(values, region=region, virtual_network=virtual_network,
                                path=str(path), change_number=doc.get("changeNumber"),
                                cloud=doc.get("cloud"))
+        if doc.get("nextLink"):
+            # `az network list-service-tags` does not follow nextLink: this is one page.
+            tags.notes.append(f"{path}: the file has a nextLink: it is one page of the list; "
+                              "tags on later pages are missing")
         _LOADED[key] = tags
         while len(_LOADED) > 4:
             del _LOADED[next(iter(_LOADED))]
@@ -176,6 +216,7 @@ class ServiceTags:
                     virtual_network: Iterable[str] = (), path: str = "",
                     change_number: int | None = None, cloud: str | None = None) -> "ServiceTags":
         names: dict[str, str] = {}
+        services: dict[str, str] = {}            # tag -> the Azure service it belongs to
         region_alias: dict[str, str] = {}
         location_to_field: dict[str, str] = {}   # "francecentral" -> "centralfrance"
         prefixes: dict[str, list[str]] = {}
@@ -193,6 +234,8 @@ class ServiceTags:
                 raise PolicyError(path, f"values[{i}]: not a service tag entry (needs a string "
                                         "'name' and 'properties.addressPrefixes', a list of strings)") from None
             names[name.lower()] = name
+            if isinstance(props.get("systemService"), str) and props["systemService"]:
+                services[name] = props["systemService"]
             base, dot, _ = name.partition(".")
             if dot and props.get("region"):
                 # The file's `region` field is an internal name (`centralfrance`) while the tag
@@ -236,11 +279,30 @@ class ServiceTags:
                 grouped[key] = labels
         tags = cls(PrefixTable(grouped=grouped), names, path=path, region=region,
                    change_number=change_number, cloud=cloud)
+        tags.services = services
         for (bits, first, last), labels in grouped.items():
             size = (last - first + 1) << (128 - bits)
             for lab in labels:
                 tags.sizes[lab] = tags.sizes.get(lab, 0) + size
         return tags
+
+    def age_days(self, now: float) -> float | None:
+        return None if self.published is None else (now - self.published) / 86400
+
+    def staleness(self, now: float) -> str | None:
+        """A warning when the file is older than STALE_AFTER_DAYS (Microsoft republishes
+        weekly, and a new address is used no sooner than a week after it is published)."""
+        age = self.age_days(now)
+        if age is None or age <= STALE_AFTER_DAYS:
+            return None
+        day = datetime.fromtimestamp(self.published or 0, timezone.utc).strftime("%Y-%m-%d")
+        when = f"published {day}" if self.published_exact else \
+            f"change number {self.change_number}: published on or before {day}"
+        least = "" if self.published_exact else "at least "
+        return (f"service tags {Path(self.path).name or 'file'} is {least}{int(age)} days "
+                f"old ({when}); Microsoft republishes weekly: addresses added since are judged "
+                f"denied, addresses moved since are judged by their old tag. To refresh, "
+                f"{REFRESH_HINT}")
 
     def resolve(self, tag: str) -> str | None:
         """Canonical spelling of a tag (`microsoftcontainerregistry.eastus` -> `...EastUS`)."""

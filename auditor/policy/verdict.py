@@ -91,8 +91,7 @@ class Judge:
                  dns_servers=builtin.DEFAULT_DNS_SERVERS, include=(), as_mode=None) -> None:
         self.policy = policy
         self.mode = IsolationMode(as_mode) if as_mode else policy.isolation_mode
-        self.rules = builtin.effective_rules(policy.file_rules, self.mode, policy.location,
-                                             tuple(include))
+        self.rules = builtin.effective_rules(policy, self.mode, tuple(include))
         self._tags = service_tags
         self._platform = frozenset(builtin.PLATFORM_IPS)
         self._dns = frozenset(addresses.canonical(ip) or ip for ip in dns_servers)

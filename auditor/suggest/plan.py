@@ -59,9 +59,9 @@ class Suggestion:
     def suggested_policy(self) -> Policy:
         """The current file rules plus the added ones, approved-only, as the engine reads them."""
         file_rules = tuple(self.policy.file_rules) + tuple(r.rule for r in self.rules if r.active)
-        return self.policy.model_copy(update={
-            "isolation_mode": APPROVED, "file_rules": file_rules,
-            "rules": effective_rules(file_rules, APPROVED, self.policy.location)})
+        shadow = self.policy.model_copy(update={"file_rules": file_rules})
+        return shadow.model_copy(update={"isolation_mode": APPROVED,
+                                         "rules": effective_rules(shadow, APPROVED)})
 
 
 def plan(obs: Observations, policy: Policy, raw: Any, tags: ServiceTags, captures: list[str],

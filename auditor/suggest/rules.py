@@ -30,7 +30,7 @@ SHARED_SUFFIXES = (
 # Tags too broad to be a meaningful allowlist entry (all of Azure, incl. any tenant's VMs).
 BROAD_TAGS = ("azurecloud",)
 # The workspace's own private endpoint is created by Azure; never suggest one for it.
-_SKIP_PE = {"microsoft.machinelearningservices/workspaces"}
+_SKIP_PE = frozenset({"microsoft.machinelearningservices/workspaces"})
 _PROVIDER_CASE = {
     "microsoft.storage/storageaccounts": "Microsoft.Storage/storageAccounts",
     "microsoft.keyvault/vaults": "Microsoft.KeyVault/vaults",
@@ -72,18 +72,7 @@ class NewRule:
 
 def private_link_target(name: str) -> tuple[str, str, str] | None:
     """(provider type lower, subresource, resource name) for a private-link-able Azure name."""
-    for (rtype, sub), zones in endpoints._ZONES.items():   # the policy package's zone table
-        if rtype in _SKIP_PE:
-            continue
-        for template, public, private in zones:
-            for zone in (private, public):
-                if name.endswith("." + zone):
-                    host = name[: -len(zone) - 1]
-                    if template == "{name}" and "." not in host:
-                        return rtype, sub, host
-                    if template == "{name}.{region}.data" and host.endswith(".data"):
-                        return rtype, sub, host.split(".", 1)[0]
-    return None
+    return endpoints.private_link_target(name, skip=_SKIP_PE)
 
 
 def _slug(text: str) -> str:

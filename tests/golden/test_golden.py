@@ -142,7 +142,11 @@ def run_case(case: Case, out: Path) -> list[dict]:
         cmd += ["--as-mode", case.mode]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
+    # Only the notices this policy and the bundled tags file are known to produce: the
+    # CLI-YAML `action: Deny` (see the policy's header) and the tags file's age.
+    for line in proc.stderr.splitlines():
+        assert ("rule 'deny-aml-range': destination.action: az ml rejects 'action'" in line
+                or "warning: service tags ServiceTags_Public_20251109.json is" in line), proc.stderr
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 

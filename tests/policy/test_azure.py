@@ -17,6 +17,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 @pytest.mark.parametrize("name", DIALECTS)
 def test_golden_show_json(name):
     got = show_json(load_policy(GOLDEN / name))
+    # what differs by dialect: which file it was, and what the file says about itself
+    assert got.pop("dialect") == {"cli": "cli_yaml", "az": "az_json", "arm": "arm"}[name.split(".")[1]]
+    got.pop("resource"), got.pop("info")
     expected_file = GOLDEN / "same-rules.show.json"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         expected_file.write_text(json.dumps(got, indent=2) + "\n")
@@ -133,6 +136,84 @@ def test_missing_and_oversized(tmp_path):
 
 
 def test_status_inactive_kept_and_enforced(write):
-    p = load_policy(write(HEAD + "  - {name: a, type: fqdn, destination: a.com, status: Inactive,"
-                                 " category: UserDefined}\n"))
-    assert p.file_rules[0].status == "Inactive"
+    rule = {"name": "a", "type": "fqdn", "destination": "a.com", "status": "Inactive",
+            "category": "UserDefined"}
+    p = load_policy(write(json.dumps({"managed_network": {
+        "isolation_mode": "allow_only_approved_outbound", "outbound_rules": [rule]}}), "show.json"))
+    assert p.file_rules[0].status == "Inactive" and p.file_rules[0] in p.rules
+
+
+def test_arm_template_with_rule_resources_nested_and_symbolic(write):
+    """Rules as their own resources (`workspaces/outboundRules`), a nested deployment, and a
+    languageVersion 2.0 template whose resources are keyed by symbolic name."""
+    rule = {"type": "Microsoft.MachineLearningServices/workspaces/outboundRules",
+            "apiVersion": "2024-10-01",
+            "name": "[format('{0}/{1}', parameters('ws'), 'allow-pypi')]",
+            "properties": {"type": "FQDN", "destination": "pypi.org", "category": "UserDefined"}}
+    ws = {"type": "Microsoft.MachineLearningServices/workspaces", "apiVersion": "2024-10-01",
+          "name": "[parameters('ws')]", "location": "[parameters('location')]",
+          "properties": {"managedNetwork": {"isolationMode": "AllowOnlyApprovedOutbound"}}}
+    nested = {"type": "Microsoft.Resources/deployments", "name": "inner",
+              "properties": {"template": {"resources": [ws, rule]}}}
+    doc = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+           "languageVersion": "2.0",
+           "parameters": {"ws": {"type": "string", "defaultValue": "mlws"},
+                          "location": {"type": "string", "defaultValue": "westeurope"}},
+           "resources": {"deploy": nested}}
+    p = load_policy(write("// ARM allows comments\n" + json.dumps(doc, indent=1), "t.json"))
+    assert p.dialect == "arm" and p.resource == "workspace" and p.location == "westeurope"
+    assert p.workspace_name == "mlws" and [r.name for r in p.file_rules] == ["allow-pypi"]
+    assert len(p.rules) == 10
+
+
+def test_foundry_template_with_only_rule_resources(write):
+    doc = {"resources": [{"type": "Microsoft.CognitiveServices/accounts/managedNetworks/outboundRules",
+                          "name": "acct/default/search",
+                          "properties": {"type": "PrivateEndpoint", "destination": {
+                              "serviceResourceId": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Search/searchServices/srch",
+                              "subresourceTarget": "searchService"}}}]}
+    p = load_policy(write(json.dumps(doc), "t.json"))
+    assert p.resource == "foundry" and p.kind == "V2" and [r.name for r in p.file_rules] == ["search"]
+    assert any("outbound-rule resources only" in w.reason for w in p.warnings)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ('{"resources": [{"type": "Microsoft.MachineLearningServices/workspaces", "properties": '
+     '{"managedNetwork": {}}}, {"type": "Microsoft.CognitiveServices/accounts/managedNetworks", '
+     '"properties": {"managedNetwork": {}}}]}', "defines 2 managed networks"),
+    ('{"$schema": "https://x/deploymentParameters.json#", "parameters": {"a": {"value": 1}}}',
+     "no managedNetworkSettings or managedNetwork parameter"),
+    ('/* unterminated', "not an Azure managed network policy"),
+])
+def test_arm_shapes_that_are_errors(write, text, reason):
+    with pytest.raises(PolicyError, match=reason):
+        load_policy(write(text, "t.json"))
+
+
+def test_arm_parameters_file_with_avm_settings(write):
+    doc = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentParameters.json#",
+           "parameters": {"name": {"value": "ws1"}, "location": {"value": "eastus"},
+                          "managedNetworkSettings": {"value": {
+                              "isolationMode": "AllowOnlyApprovedOutbound",
+                              "outboundRules": {"pypi": {"type": "FQDN", "destination": "pypi.org"}}}}}}
+    p = load_policy(write(json.dumps(doc), "params.json"))
+    assert (p.location, p.workspace_name, [r.name for r in p.file_rules]) == ("eastus", "ws1", ["pypi"])
+
+
+@pytest.mark.parametrize("status,enforced", [("Inactive", True), ("Active", True), ("Provisioning", True),
+                                             ("Deleting", False), ("Failed", False),
+                                             ("RuleStatus.FAILED", False), ("rulestatus.active", True)])
+def test_every_rest_status(write, status, enforced):
+    doc = {"properties": {"managedNetwork": {"isolationMode": "AllowOnlyApprovedOutbound", "outboundRules": {
+        "a": {"type": "FQDN", "destination": "a.com", "status": status}}}}}
+    p = load_policy(write(json.dumps(doc), "show.json"))
+    assert p.file_rules[0].enforced is enforced and (p.file_rules[0] in p.rules) is enforced
+    assert any("Azure does not enforce" in w.reason for w in p.warnings) is not enforced
+
+
+def test_bicep_errors_name_the_line(write):
+    with pytest.raises(PolicyError, match=r"ws.bicep:4: invalid Bicep: unterminated string"):
+        load_policy(write("resource w 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {\n"
+                          "  properties: {\n    managedNetwork: {\n      isolationMode: 'Allow\n", "ws.bicep"))
+    with pytest.raises(PolicyError, match="no managedNetwork or managedNetworkSettings"):
+        load_policy(write("param x string\n", "ws.bicep"))

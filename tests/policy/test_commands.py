@@ -52,18 +52,47 @@ def test_check_reports_every_problem(write, capsys):
         "policy.yaml:6: warning: rule 'loose': destination: '*contoso.com' matches any name ending in 'contoso.com'",
         "policy.yaml:14: error: rule 'notag': destination.service_tag: service tag 'NoSuchTag' is not in ServiceTags_Public_20251109.json",
         "policy.yaml:15: warning: rule 'okpe': destination.subresource_target: cannot derive",
+        "policy.yaml:15: warning: rule 'okpe': destination.spark_enabled: no spark_enabled; az ml requires it",
     ]
     for want in expected:
         assert any(line.startswith(want) for line in out), (want, out)
     assert len(out) == len(expected)
 
 
-def test_check_warns_on_ignored_rules(write, capsys):
+def test_check_errs_on_rules_azure_refuses_and_warns_on_useless_ones(write, capsys):
     path = write("managed_network:\n  isolation_mode: allow_internet_outbound\n  outbound_rules:\n"
                  "  - {name: a, type: fqdn, destination: a.com}\n")
-    assert main(["check", str(path)]) == 0
-    assert "warning: rule 'a': type: fqdn rules are ignored by Azure in allow_internet_outbound" \
+    assert main(["check", str(path)]) == 1
+    assert "error: rule 'a': type: Azure refuses fqdn rules in allow_internet_outbound" \
         in capsys.readouterr().out
+    path = write("managed_network:\n  isolation_mode: disabled\n  outbound_rules:\n"
+                 "  - {name: a, type: fqdn, destination: a.com}\n")
+    assert main(["check", str(path)]) == 0
+    assert "warning: rule 'a': type: fqdn rules have no effect in disabled mode" \
+        in capsys.readouterr().out
+
+
+def test_check_warns_when_a_wildcard_misses_the_apex(write, capsys):
+    path = write("managed_network:\n  isolation_mode: allow_only_approved_outbound\n  outbound_rules:\n"
+                 "  - {name: pip, type: fqdn, destination: '*.pypi.org'}\n")
+    assert main(["check", str(path)]) == 0
+    assert ("warning: rule 'pip': destination: '*.pypi.org' does not cover 'pypi.org' itself"
+            in capsys.readouterr().out)
+    path = write("managed_network:\n  isolation_mode: allow_only_approved_outbound\n  outbound_rules:\n"
+                 "  - {name: pip, type: fqdn, destination: '*.pypi.org'}\n"
+                 "  - {name: pip2, type: fqdn, destination: pypi.org}\n")
+    assert main(["check", str(path)]) == 0
+    assert "does not cover" not in capsys.readouterr().out
+
+
+def test_check_errs_on_action_in_cli_yaml_but_audits_judge_it(write, capsys):
+    path = write("name: w\nmanaged_network:\n  isolation_mode: allow_only_approved_outbound\n"
+                 "  outbound_rules:\n  - name: d\n    type: service_tag\n    destination:\n"
+                 "      {service_tag: Storage, protocol: TCP, port_ranges: '443', action: Deny}\n")
+    assert main(["check", str(path)]) == 1
+    assert "error: rule 'd': destination.action: az ml rejects 'action'" in capsys.readouterr().out
+    from auditor.policy import load_policy
+    assert load_policy(path).file_rules[0].action == "deny"
 
 
 def test_check_clean_example(capsys):
@@ -76,7 +105,36 @@ def test_explain_json(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out == {"verdict": "allowed", "reason": "fqdn", "rule": "pythonhosted", "rule_type": "fqdn",
                    "service_tag": None, "private_endpoint": None,
-                   "destination": "files.pythonhosted.org", "port": 443, "proto": "tcp"}
+                   "destination": "files.pythonhosted.org", "port": 443, "proto": "tcp",
+                   "service_tags": [], "azure_service": None, "fix": None}
+
+
+@pytest.mark.parametrize("dest,argv,tags,fix", [
+    ("20.60.0.10", [], "Storage.EastUS", "Storage.EastUS: storage needs a private endpoint"),
+    ("8.8.8.8", [], None, "not an Azure service address"),
+    ("example.org", [], None, "add an FQDN rule for 'example.org'"),
+    ("example.org", ["--port", "22"], None, "FQDN rules only cover TCP 80 and 443"),
+    ("pypi.org", ["--proto", "udp"], None, "FQDN rules only cover TCP 80 and 443"),
+    ("acct.blob.core.windows.net", [], None, "storage needs a private endpoint"),
+])
+def test_explain_names_the_service_and_the_fix(capsys, dest, argv, tags, fix):
+    assert main(["explain", str(EXAMPLE), dest, "--json", "--exit-code", *argv]) == 3
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "denied" and out["fix"].startswith(fix), out
+    if tags:
+        assert out["service_tags"][0] == tags and out["azure_service"] == "AzureStorage"
+
+
+def test_explain_says_when_a_failed_rule_would_have_allowed_it(write, capsys):
+    path = write(json.dumps({"properties": {"managedNetwork": {
+        "isolationMode": "AllowOnlyApprovedOutbound", "outboundRules": {
+            "pypi": {"type": "FQDN", "destination": "pypi.org", "category": "UserDefined",
+                     "status": "Failed", "errorInformation": "firewall provisioning failed"}}}}}),
+        "show.json")
+    assert main(["explain", str(path), "pypi.org", "--exit-code"]) == 3
+    out = capsys.readouterr()
+    assert "fix: rule 'pypi' would allow it, but Azure reports it Failed (firewall provisioning failed)" in out.out
+    assert "status Failed: Azure does not enforce this rule" in out.err
 
 
 @pytest.mark.parametrize("argv,reason", [
@@ -144,3 +202,17 @@ def test_policy_errors_reach_cli_main_as_one_line(capsys):
     assert main(["show", "/nonexistent.yaml"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("egress-auditor: /nonexistent.yaml: cannot read") and err.count("\n") == 1
+
+
+def test_audits_print_the_policy_and_tags_warnings_first(write, tmp_path):
+    """`replay` tells the operator, before the summary, what may make its verdicts wrong."""
+    path = write(json.dumps({"properties": {"managedNetwork": {
+        "isolationMode": "AllowOnlyApprovedOutbound", "outboundRules": {
+            "pypi": {"type": "FQDN", "destination": "pypi.org", "category": "UserDefined",
+                     "status": "Deleting"}}}}}), "show.json")
+    pcap = Path(__file__).resolve().parents[2] / "pcaps" / "demo" / "01-pip-install.pcap"
+    proc = subprocess.run([sys.executable, "-m", "auditor", "replay", str(pcap), "--policy", str(path),
+                           "--quiet"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "rule 'pypi': status: status Deleting: Azure does not enforce this rule" in proc.stderr
+    assert "warning: service tags ServiceTags_Public_20251109.json is" in proc.stderr

@@ -106,3 +106,71 @@ def test_table_random_large():
         ip = rng.getrandbits(32)
         expected = tuple(sorted({lab for _, f, l, lab in blocks if f <= ip <= l}))
         assert table.lookup(32, ip) == expected
+
+
+# -- the `az network list-service-tags` format and freshness -----------------------------------
+import json as _json
+import time as _time
+from pathlib import Path as _Path
+
+from auditor.policy import servicetags as _st
+
+_DATA = _Path(__file__).resolve().parents[1] / "data" / "servicetags"
+_DAY = 86400
+
+
+def test_az_list_service_tags_output_is_read():
+    tags = ServiceTags.load(_DATA / "az-network-list-service-tags.rest-example.json")
+    assert tags.change_number == "63" and tags.cloud == "Public"
+    assert "ServiceBus.EastUS2" in tags and tags.tags_for("40.74.146.81")
+    assert tags.services["AppService"] == "AzureAppService"
+    # `az` makes one GET and never follows nextLink: say the file is one page.
+    assert any("nextLink" in n for n in tags.notes)
+
+
+def test_empty_az_response_is_a_clear_error(tmp_path):
+    path = tmp_path / "tags.json"
+    path.write_text('{"nextLink": ""}')        # what az printed in Azure/azure-cli#27349
+    with pytest.raises(PolicyError, match="empty `az network list-service-tags` response"):
+        ServiceTags.load(path)
+    path.write_text('{"changeNumber": 1, "cloud": "Public", "values": []}')
+    with pytest.raises(PolicyError, match="lists no tags"):
+        ServiceTags.load(path)
+
+
+def test_age_from_the_file_name(tags):
+    published = tags.published
+    assert tags.published_exact and published == _st.published_date("ServiceTags_Public_20251109.json")
+    assert tags.staleness(published + 30 * _DAY) is None
+    warning = tags.staleness(published + 31 * _DAY)
+    assert warning.startswith("service tags ServiceTags_Public_20251109.json is 31 days old (published 2025-11-09)")
+    assert "details.aspx?id=56519" in warning and "list-service-tags" in warning
+
+
+def test_age_bound_from_the_change_number(tmp_path):
+    """No date in the name: a Public file whose change number is not above the bundled
+    file's was published on or before 2025-11-09."""
+    doc = {"changeNumber": 300, "cloud": "Public", "values": [
+        {"name": "AzureCloud", "id": "AzureCloud", "properties": {"addressPrefixes": ["20.0.0.0/8"]}}]}
+    path = tmp_path / "tags.json"
+    path.write_text(_json.dumps(doc))
+    tags = ServiceTags.load(path)
+    assert not tags.published_exact
+    assert "at least" in tags.staleness(_time.time()) and "published on or before 2025-11-09" in tags.staleness(_time.time())
+    doc["changeNumber"] = 10_000               # newer than anything known: age unknown, no warning
+    path.write_text(_json.dumps(doc))
+    assert ServiceTags.load(path).published is None and ServiceTags.load(path).staleness(_time.time()) is None
+
+
+def test_metrics_expose_change_number_cloud_and_age(tmp_path):
+    from auditor.sinks.metrics import Metrics, registry_for
+    from auditor.telemetry import Telemetry
+    from prometheus_client import generate_latest
+    tags = ServiceTags.load()
+    metrics = Metrics(8, [])
+    metrics.set_service_tags(tags.change_number, tags.cloud, tags.published)
+    text = generate_latest(registry_for(metrics, Telemetry(), process=False)).decode()
+    assert 'egress_auditor_service_tags_info{change_number="376",cloud="Public"} 1.0' in text
+    age = next(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("egress_auditor_service_tags_age_seconds "))
+    assert age > 380 * _DAY

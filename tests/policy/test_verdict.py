@@ -173,7 +173,8 @@ def test_as_mode_shadow_audit(write, tags):
 def test_include_scenarios(judge_for):
     j = judge_for(include=("vscode", "huggingface"))
     assert j.judge("1.2.3.4", 443, "tcp", "x.vscode-cdn.net", "sni").rule.startswith("__BUILTIN_vscode")
-    assert j.judge("1.2.3.4", 443, "tcp", "github.com", "sni").allowed
+    assert not j.judge("1.2.3.4", 443, "tcp", "github.com", "sni").allowed   # gone from the docs
+    assert j.judge("1.2.3.4", 443, "tcp", "cas-bridge.xethub.hf.co", "sni").allowed
     assert j.judge("1.2.3.4", 443, "tcp", "vscode.blob.core.windows.net", "sni").reason == \
         "storage_requires_private_endpoint"
     assert j.judge("1.2.3.4", 443, "tcp", "cdn-lfs.huggingface.co", "sni").allowed
