@@ -30,6 +30,8 @@ RULES = sorted((ROOT / "grafana" / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = sorted((ROOT / "grafana" / "prometheus" / "tests").glob("*.yml"))
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus.yml"
 ALERTMANAGER_YML = ROOT / "deploy" / "alertmanager.yml"
+MIXIN = ROOT / "deploy" / "mixin" / "render.py"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
 JOB = "egress-auditor"          # the scrape job name the rules and docs expect
 
 # Grafana's range macros become this concrete window when the tests evaluate a panel.
@@ -77,8 +79,8 @@ def demo_exposition(tmp_path: Path) -> str:
 
 # -- PromQL in dashboards and rules -------------------------------------------------------------
 def metric_names_in(expr: str) -> set[str]:
-    """The metrics an expression selects (ours by prefix, plus `up`)."""
-    names = set(re.findall(r"\b(egress_auditor_[a-zA-Z0-9_]+)", expr))
+    """The metrics an expression selects (ours by prefix, the process_* ones, plus `up`)."""
+    names = set(re.findall(r"\b((?:egress_auditor|process)_[a-zA-Z0-9_]+)", expr))
     if re.search(r"\bup\s*\{", expr):
         names.add("up")
     return names
@@ -88,6 +90,12 @@ def panels(dashboard: dict):
     for p in dashboard.get("panels", []):
         yield p
         yield from p.get("panels", [])        # collapsed rows hold their panels
+
+
+def dashboard_annotations() -> list[tuple[str, str, str]]:
+    """(dashboard uid, annotation name, expr) for every Prometheus annotation query."""
+    return [(d["uid"], a["name"], a["expr"]) for f in DASHBOARDS for d in [json.loads(f.read_text())]
+            for a in d["annotations"]["list"] if a.get("expr")]
 
 
 def dashboard_queries() -> list[tuple[str, str, str]]:
