@@ -133,19 +133,22 @@ class Prometheus:
     """`prometheus` on 127.0.0.1:<free port>, scraping `targets` every second, loading
     `rule_files`. Use as a context manager: the process is always killed on exit."""
 
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path]):
+    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path], config: dict | None = None,
+                 agent: bool = False, extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
-        }
+        if config is None:
+            config = {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+                "rule_files": [str(p) for p in rule_files],
+                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}] if targets else [],
+            }
         self.config = workdir / "prometheus.yml"
         self.config.write_text(yaml.safe_dump(config))
-        self.argv = [tool("prometheus"), f"--config.file={self.config}",
-                     f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                     "--log.level=warn"]
+        storage = f"--storage.agent.path={workdir / 'wal'}" if agent else f"--storage.tsdb.path={workdir / 'tsdb'}"
+        self.argv = [tool("prometheus"), f"--config.file={self.config}", storage,
+                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                     *(["--enable-feature=agent"] if agent else []), *extra_args]
         self.log = workdir / "prometheus.log"
         self.proc = None
 
