@@ -199,3 +199,18 @@ def test_fluent_bit_ships_to_loki_with_bounded_labels_only():
     # event.action and event.kind have four and two values; nothing from the wire is a label
     assert labels["action"] == "$event['action']" and labels["kind"] == "$event['kind']"
     assert not re.search(r"ip|domain|port|id\b|key|name", out["labels"])
+
+
+def test_fluent_bit_to_azure_monitor_sends_the_dcrs_stream():
+    config = yaml.safe_load((FLEET / "logs" / "fluent-bit-azure-monitor.yaml").read_text())
+    [inp] = config["pipeline"]["inputs"]
+    [out] = config["pipeline"]["outputs"]
+    assert out["name"] == "azure_logs_ingestion" and out["match"] == inp["tag"]
+    assert any(re.fullmatch(inp["path"].replace(".", r"\.").replace("*", "[^/]*"), EVENTS_PATH) for _ in [0])
+    template = json.loads((ROOT / "deploy/azure-monitor/egress-auditor-logs.json").read_text())
+    dcr = next(r for r in template["resources"] if r["type"] == "Microsoft.Insights/dataCollectionRules")
+    [(stream, declaration)] = dcr["properties"]["streamDeclarations"].items()
+    assert stream == "Custom-" + out["table_name"]
+    sent = {inp["key"], out["time_key"]}                     # the record's fields as posted
+    assert sent == {c["name"] for c in declaration["columns"]}
+    assert out["time_generated"] is True and re.fullmatch(r"dcr-[0-9a-f]{32}", out["dcr_id"])
