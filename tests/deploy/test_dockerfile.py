@@ -114,10 +114,15 @@ def test_the_build_stage_makes_the_locked_wheelhouse_and_a_complete_wheel(tmp_pa
 
 
 def test_demo_entrypoint_serves_looping_metrics_and_stops_on_sigterm(tmp_path):
-    """deploy/demo-loop.sh as the demo container runs it, against the repo's pcaps/demo."""
+    """deploy/demo-loop.sh as the demo container runs it, against the repo's pcaps/demo. The
+    `egress-auditor` it execs is this tree's (an installed console script may be another's)."""
     port = free_port()
+    shim = tmp_path / "bin" / "egress-auditor"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\ncd {ROOT} && exec {sys.executable} -m auditor "$@"\n')
+    shim.chmod(0o755)
     env = dict(os.environ, EGRESS_AUDITOR_DEMO_DIR=str(DEMO), EGRESS_AUDITOR_DEMO_EVERY="0.5",
-               EGRESS_AUDITOR_METRICS_LISTEN=f"127.0.0.1:{port}")
+               EGRESS_AUDITOR_METRICS_LISTEN=f"127.0.0.1:{port}", PATH=f"{shim.parent}:{os.environ['PATH']}")
     proc = subprocess.Popen(["sh", str(ROOT / "deploy" / "demo-loop.sh")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
