@@ -1,29 +1,44 @@
-# egress-auditor as a container: the package built as a wheel, installed into a slim Python.
+# egress-auditor as a container: the locked dependencies and the package's wheel, installed
+# into a slim Python pinned by digest.
 #
 #   docker build -t egress-auditor:local .
 #   docker compose --profile live up -d          # see docker-compose.yml and docs/deploy.md
 #
-# Runs as root because AF_PACKET capture needs CAP_NET_RAW in the process's effective set;
-# docker-compose.yml drops every capability but NET_RAW and NET_ADMIN (the latter raises the
+# Reproducible inputs: the base image by digest (refresh it with scripts/refresh-base-digest.sh
+# on a machine that can reach the registry), every Python dependency from requirements.lock
+# with its sha256 checked (scripts/build-wheelhouse.sh, the same wheelhouse as the offline
+# install), and libpcap at bookworm's version.
+#
+# Runs as root because AF_PACKET capture needs CAP_NET_RAW in the process's effective set, and
+# container runtimes grant added capabilities to root only; docker-compose.yml and the
+# Kubernetes DaemonSet drop every capability but NET_RAW and NET_ADMIN (the latter raises the
 # socket receive buffer beyond rmem_max). Nothing is written inside the image at run time:
 # bytecode is compiled at build time and PYTHONDONTWRITEBYTECODE is set, so the root file
-# system can be read-only; audit events go to a volume (/var/log/egress-auditor).
+# system can be read-only; audit events go to a volume (/var/log/egress-auditor) or stdout.
 
-ARG PYTHON_VERSION=3.11
+# python:3.11-slim-bookworm. The digest was read from a public record of a Docker Hub manifest
+# check: it could not be resolved where this file was written (no registry access there).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
+COPY scripts/build-wheelhouse.sh ./scripts/
 COPY auditor ./auditor
-RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# Every dependency as a wheel, each file checked against the lock's hashes; plus our wheel.
+RUN bash scripts/build-wheelhouse.sh /wheels
 
-FROM python:${PYTHON_VERSION}-slim-bookworm
+FROM ${PYTHON_IMAGE}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # libpcap: scapy compiles the capture's BPF filter with it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpcap0.8 \
+ && apt-get install -y --no-install-recommends libpcap0.8=1.10.3-1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /tmp/wheels
-RUN python -m pip install --no-cache-dir --compile /tmp/wheels/*.whl \
+# The dependencies with --require-hashes from the lock, then the package itself; no index.
+RUN python -m pip install --no-cache-dir --no-index --find-links /tmp/wheels --compile \
+        --require-hashes -r /tmp/wheels/requirements.lock \
+ && python -m pip install --no-cache-dir --no-index --no-deps --compile /tmp/wheels/egress_auditor-*.whl \
  && rm -rf /tmp/wheels \
  && mkdir -p /etc/egress-auditor /var/log/egress-auditor /usr/share/egress-auditor
 # The demo captures and their policy, for `docker compose --profile demo up`.
@@ -33,7 +48,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
     EGRESS_AUDITOR_METRICS_LISTEN=0.0.0.0:19807
-USER root
+# Root on purpose (see the top of this file): the deployments drop every capability but two.
+# hadolint ignore=DL3002
+USER 0:0
 EXPOSE 19807
 VOLUME ["/var/log/egress-auditor"]
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

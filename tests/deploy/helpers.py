@@ -30,6 +30,8 @@ RULES = sorted((ROOT / "grafana" / "prometheus" / "rules").glob("*.yml"))
 RULE_TESTS = sorted((ROOT / "grafana" / "prometheus" / "tests").glob("*.yml"))
 PROMETHEUS_YML = ROOT / "deploy" / "prometheus.yml"
 ALERTMANAGER_YML = ROOT / "deploy" / "alertmanager.yml"
+MIXIN = ROOT / "deploy" / "mixin" / "render.py"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
 JOB = "egress-auditor"          # the scrape job name the rules and docs expect
 
 # Grafana's range macros become this concrete window when the tests evaluate a panel.
@@ -77,8 +79,8 @@ def demo_exposition(tmp_path: Path) -> str:
 
 # -- PromQL in dashboards and rules -------------------------------------------------------------
 def metric_names_in(expr: str) -> set[str]:
-    """The metrics an expression selects (ours by prefix, plus `up`)."""
-    names = set(re.findall(r"\b(egress_auditor_[a-zA-Z0-9_]+)", expr))
+    """The metrics an expression selects (ours by prefix, the process_* ones, plus `up`)."""
+    names = set(re.findall(r"\b((?:egress_auditor|process)_[a-zA-Z0-9_]+)", expr))
     if re.search(r"\bup\s*\{", expr):
         names.add("up")
     return names
@@ -88,6 +90,12 @@ def panels(dashboard: dict):
     for p in dashboard.get("panels", []):
         yield p
         yield from p.get("panels", [])        # collapsed rows hold their panels
+
+
+def dashboard_annotations() -> list[tuple[str, str, str]]:
+    """(dashboard uid, annotation name, expr) for every Prometheus annotation query."""
+    return [(d["uid"], a["name"], a["expr"]) for f in DASHBOARDS for d in [json.loads(f.read_text())]
+            for a in d["annotations"]["list"] if a.get("expr")]
 
 
 def dashboard_queries() -> list[tuple[str, str, str]]:
@@ -125,19 +133,22 @@ class Prometheus:
     """`prometheus` on 127.0.0.1:<free port>, scraping `targets` every second, loading
     `rule_files`. Use as a context manager: the process is always killed on exit."""
 
-    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path]):
+    def __init__(self, workdir: Path, targets: list[str], rule_files: list[Path], config: dict | None = None,
+                 agent: bool = False, extra_args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
-            "rule_files": [str(p) for p in rule_files],
-            "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}],
-        }
+        if config is None:
+            config = {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
+                "rule_files": [str(p) for p in rule_files],
+                "scrape_configs": [{"job_name": JOB, "static_configs": [{"targets": targets}]}] if targets else [],
+            }
         self.config = workdir / "prometheus.yml"
         self.config.write_text(yaml.safe_dump(config))
-        self.argv = [tool("prometheus"), f"--config.file={self.config}",
-                     f"--storage.tsdb.path={workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}",
-                     "--log.level=warn"]
+        storage = f"--storage.agent.path={workdir / 'wal'}" if agent else f"--storage.tsdb.path={workdir / 'tsdb'}"
+        self.argv = [tool("prometheus"), f"--config.file={self.config}", storage,
+                     f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn",
+                     *(["--enable-feature=agent"] if agent else []), *extra_args]
         self.log = workdir / "prometheus.log"
         self.proc = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -91,3 +92,37 @@ def test_serve_after_and_loop_need_a_metrics_port():
     for flag in (["--serve-after"], ["--loop", "1"]):
         r = run(sys.executable, "-m", "auditor", "replay", *DEMO_PCAPS, *flag)
         assert r.returncode == 2 and "need --metrics-port" in r.stderr, r.stderr   # usage error
+
+
+def test_hygiene_on_an_empty_capture(tmp_path):
+    """What the dashboards and alerts rely on (issue #15): no *_created series; the process_*
+    metrics of the sidecar itself; every labelled counter present from the start, at zero, for
+    each of its known label values (an alert on increase() or a panel never meets "no data")."""
+    pcap = tmp_path / "empty.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    out = tmp_path / "empty.prom"
+    r = run(sys.executable, "-m", "auditor", "replay", pcap, "--metrics-file", out, "--quiet")
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    _promtool_check_metrics(text)
+    assert "_created" not in text
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes", "process_start_time_seconds"):
+        assert re.search(rf"^{name} \S+$", text, re.M), name
+
+    def values(family: str, label: str) -> set[str]:
+        found = re.findall(rf'^egress_auditor_{family}\{{[^}}]*\b{label}="([^"]*)"[^}}]*\}} 0\.0$', text, re.M)
+        return set(found)
+    assert values("packets_malformed_total", "layer") >= {
+        "link", "linktype", "ip", "ipv6", "tcp", "udp", "icmp", "fragment", "tunnel", "dns", "tls", "http", "quic",
+        "socks", "timestamp"}
+    assert values("table_evictions_total", "table") >= {
+        "flows", "dns_cache", "dns_pending", "fragments", "reassembly", "detector_state", "attribution"}
+    assert values("findings_total", "detector") >= {
+        "dns_tunneling", "direct_ip", "dns_resolver_bypass", "encrypted_dns", "sni_mismatch", "bulk_upload",
+        "sni_unresolved", "exfil_service", "conflicting_retransmission"}
+    assert values("violations_total", "reason") >= {
+        "no_matching_rule", "fqdn_needs_sni_or_host", "fqdn_port_not_supported", "storage_requires_private_endpoint",
+        "service_tag_deny"}
+    assert values("egress_bytes_total", "verdict") and values("dns_responses_total", "rcode")
+    for gauge in ("config_last_reload_successful", "config_last_reload_success_timestamp_seconds", "active_flows"):
+        assert re.search(rf"^egress_auditor_{gauge} \S+$", text, re.M), gauge
