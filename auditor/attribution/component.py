@@ -37,6 +37,7 @@ class Attribution(Component):
         self.diag = SockDiag()
         self.queue: queue.Queue = queue.Queue()
         self.resolved = self.unknown = 0
+        self._said_denied = False
         self.busy_seconds = 0.0           # worker time spent, for the cost per flow
         self._thread = threading.Thread(target=self._work, name="attribution", daemon=True)
         self._thread.start()
@@ -101,6 +102,11 @@ class Attribution(Component):
         if pid is None:
             time.sleep(self.owners.due())    # one more scan, when one is allowed
             pid = self.owners.pid_of(inode)
+        if self.owners.denied and not self._said_denied:
+            self._said_denied = True
+            print(f"egress-auditor: attribution: the sockets of {self.owners.denied} processes "
+                  "are not readable (other users' processes need CAP_SYS_PTRACE and "
+                  "CAP_DAC_READ_SEARCH); their flows stay unattributed", file=sys.stderr)
         if pid is None:
             return UNKNOWN
         info = self.processes.info(pid)

@@ -36,6 +36,7 @@ class SocketOwners:
         self._owner: dict[int, int] = {}
         self._last_scan = float("-inf")
         self.scans = 0
+        self.denied = 0     # processes of the last scan whose sockets we may not read
 
     def pid_of(self, inode: int) -> int | None:
         pid = self._owner.get(inode)
@@ -52,6 +53,7 @@ class SocketOwners:
         self._last_scan = self.clock()
         self.scans += 1
         owner: dict[int, int] = {}
+        denied = 0
         try:
             pids = [e.name for e in os.scandir(self.proc) if e.name.isdigit()]
         except OSError:
@@ -62,13 +64,20 @@ class SocketOwners:
                 for entry in os.scandir(fd_dir):
                     try:
                         target = os.readlink(entry.path)
+                    except PermissionError:
+                        raise            # the whole process is unreadable, not this one fd
                     except OSError:
                         continue
                     if target.startswith("socket:["):
                         owner.setdefault(int(target[8:-1]), int(pid))
+            except PermissionError:
+                # Another user's process: reading its descriptors needs CAP_SYS_PTRACE and
+                # CAP_DAC_READ_SEARCH (root without them is refused too).
+                denied += 1
             except OSError:
-                continue            # gone, or not ours to read
+                continue            # gone
         self._owner = owner
+        self.denied = denied
 
 
 class Processes:

@@ -95,9 +95,15 @@ def flat_types(props: dict[str, Any] | None = None, prefix: str = "") -> dict[st
     return out
 
 
-def index_template(pattern: str = "egress-auditor-*") -> dict[str, Any]:
+DATA_STREAM = "logs-egress_auditor.events-*"   # Elastic's data stream naming: type-dataset-namespace
+
+
+def index_template(pattern: str = DATA_STREAM) -> dict[str, Any]:
+    """A data-stream template (what Filebeat and Elastic Agent write to); priority 200 wins
+    over Elasticsearch's built-in `logs-*-*` (100)."""
     return {
         "index_patterns": [pattern],
+        "data_stream": {},
         "priority": 200,
         "_meta": {"description": "egress-auditor audit events (ECS)", "ecs_version": ECS_VERSION,
                   "egress_auditor_version": __version__},

@@ -129,7 +129,8 @@ else
   install -d -m 0755 "$dropin"
   cat > "$dropin/container.conf" <<EOF
 # Written by setup-compute-instance.sh --image: the same unit, running the image through docker.
-# The container gets the capabilities (NET_RAW, NET_ADMIN only), the read-only root and the
+# The container gets the capabilities (NET_RAW, NET_ADMIN, and SYS_PTRACE + DAC_READ_SEARCH for
+# attribution, which reads other users' /proc/PID/fd), the read-only root and the
 # host network; the unit's own process is the docker client, which needs the docker socket.
 [Service]
 User=root
@@ -141,7 +142,8 @@ ExecStartPre=
 ExecStartPre=-/usr/bin/docker rm --force egress-auditor
 ExecStart=
 ExecStart=/usr/bin/docker run --rm --name egress-auditor --network host --pid host \\
-    --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN --read-only --tmpfs /tmp \\
+    --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN --cap-add SYS_PTRACE \\
+    --cap-add DAC_READ_SEARCH --read-only --tmpfs /tmp \\
     --security-opt no-new-privileges --env-file /etc/default/egress-auditor \\
     -v /etc/egress-auditor:/etc/egress-auditor:ro -v /var/log/egress-auditor:/var/log/egress-auditor \\
     $image run --interface \${CAPTURE_INTERFACE} --config /etc/egress-auditor/auditor.yaml \\

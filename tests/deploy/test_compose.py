@@ -41,7 +41,7 @@ def test_live_auditor_is_a_least_privilege_host_network_sidecar(compose):
     assert a["network_mode"] == "host"
     assert a["user"] == "root"
     assert a["cap_drop"] == ["ALL"]
-    assert sorted(a["cap_add"]) == ["NET_ADMIN", "NET_RAW"]
+    assert sorted(a["cap_add"]) == ["DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
     assert a["read_only"] is True and "/tmp" in a["tmpfs"]
     assert "no-new-privileges:true" in a["security_opt"]
     assert a["command"][0] == "run" and "--interface" in a["command"] and "--policy" in a["command"]

@@ -141,7 +141,8 @@ def test_daemonset_is_a_least_privilege_host_capture(operator):
     assert ds["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert ds["automountServiceAccountToken"] is False
     sc = c["securityContext"]
-    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN"]}
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["NET_RAW", "NET_ADMIN", "SYS_PTRACE",
+                                                           "DAC_READ_SEARCH"]}
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["privileged"] is False
     assert ds["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}

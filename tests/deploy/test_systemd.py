@@ -62,8 +62,9 @@ def test_exposure_is_ok_in_systemd_analyze_security():
 
 def test_capture_capabilities_only_and_the_hardening_capture_allows():
     s = unit()["Service"]
-    assert s["AmbientCapabilities"].split() == ["CAP_NET_RAW", "CAP_NET_ADMIN"]
-    assert s["CapabilityBoundingSet"].split() == ["CAP_NET_RAW", "CAP_NET_ADMIN"]
+    caps = ["CAP_NET_RAW", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH"]
+    assert s["AmbientCapabilities"].split() == caps   # tests/attribution/test_privileges.py
+    assert s["CapabilityBoundingSet"].split() == caps
     assert s["User"] == "egress-auditor" and s["NoNewPrivileges"] == "yes"
     assert s["Restart"] == "always"
     assert s["StateDirectory"] == "egress-auditor" and s["LogsDirectory"] == "egress-auditor"
