@@ -90,6 +90,7 @@ def test_copy_sources_exist_and_pass_the_dockerignore():
         assert any(src == a or src.startswith(a + "/") for a in allowed), f"{src} is excluded by .dockerignore"
 
 
+@pytest.mark.slow     # runs the build stage's pip steps for real: .ci/run runs the slow set too
 def test_the_build_stage_makes_the_locked_wheelhouse_and_a_complete_wheel(tmp_path):
     """The build stage's context is exactly what it COPYs: run its RUN line there (needs PyPI)."""
     ctx = tmp_path / "src"

@@ -76,6 +76,7 @@ def wheelhouse(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too
 def test_the_wheelhouse_holds_exactly_the_locked_files(wheelhouse):
     lock = locked()
     wheels = sorted(wheelhouse.glob("*.whl"))
@@ -89,6 +90,7 @@ def test_the_wheelhouse_holds_exactly_the_locked_files(wheelhouse):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too
 def test_pip_install_no_index_in_a_fresh_venv_runs_the_demo(wheelhouse, tmp_path):
     venv = tmp_path / "venv"
     r = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True, timeout=120)
@@ -235,6 +237,7 @@ def test_setup_script_refuses_bad_arguments_with_one_line(node, tmp_path):
     assert r.returncode == 1 and "no egress_auditor-*.whl" in r.stderr
 
 
+@pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too
 def test_setup_script_installs_the_wheelhouse_and_capture_starts(node, wheelhouse, tmp_path):
     root, env = node
     port = free_port()
@@ -257,6 +260,7 @@ def test_setup_script_installs_the_wheelhouse_and_capture_starts(node, wheelhous
         time.sleep(0.2)
 
 
+@pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too
 def test_setup_script_fails_loudly_when_capture_cannot_start(node, wheelhouse):
     root, env = node
     r = setup(env, "--wheelhouse", wheelhouse, "--policy", DEMO_POLICY, "--interface", "nosuchif0",

@@ -5,8 +5,8 @@ replayed through the real CLI in a child process, whose own peak RSS comes from 
 What must hold: memory is bounded by the configured caps (flow table, name cache, pending
 queries, detector state), every cap overflow is counted in `table_evictions_total`,
 `denied_destinations_total` has at most `max_destination_labels` + "other" label values,
-every flow is reported exactly once (flow events == `flows_total`), and throughput does
-not collapse once the caps are reached.
+every flow is reported exactly once (flow events == `flows_total`). Throughput under floods
+is measured by bench/bench_floods.py (and a slow ratio check here), never by default.
 
 Memory bounds (MiB, ru_maxrss): the baseline is the same command on a 1,000-packet scan —
 interpreter, imports, parsed policy and the bundled service-tags prefix table, ~90 MiB on
@@ -68,14 +68,18 @@ def pps(run: floods.Run, packets: int) -> float:
     return packets / run.wall
 
 
-def test_syn_scan_past_the_flow_cap_stays_bounded_and_reports_every_flow(work, baseline):
-    d = work / "syn"
+@pytest.mark.parametrize("size,cap", [
+    pytest.param(24_000, 20_000, id="24k-past-a-20k-cap"),
+    pytest.param(120_000, None, id="120k-past-the-default-100k-cap", marks=pytest.mark.slow)])
+def test_syn_scan_past_the_flow_cap_stays_bounded_and_reports_every_flow(work, baseline, size, cap):
+    d = work / f"syn{size}"
     d.mkdir()
-    n = floods.syn_scan(d / "scan.pcap", 120_000)          # 20% past the 100k flow cap
-    run = floods.replay(d, d / "scan.pcap")
+    n = floods.syn_scan(d / "scan.pcap", size)          # 20% past the flow cap
+    extra = ["--config", str(caps_config(d / "caps.yaml", max_flows=cap, max_keys=cap // 2))] if cap else []
+    run = floods.replay(d, d / "scan.pcap", *extra)
     check_accounting(run, d / "events.jsonl")
     assert run.metric("egress_auditor_flows_total") == n
-    assert run.metric("egress_auditor_table_evictions_total", table="flows") == n - 100_000
+    assert run.metric("egress_auditor_table_evictions_total", table="flows") == n - (cap or 100_000)
     assert run.metric("egress_auditor_table_evictions_total", table="detector_state") > 0
     assert len(run.label_values("egress_auditor_denied_destinations_total", "destination")) == 101
     # Nearly all denied (a few random addresses fall in Azure service-tag ranges); every
@@ -93,13 +97,13 @@ def test_syn_scan_past_the_flow_cap_stays_bounded_and_reports_every_flow(work, b
 
 def test_memory_plateaus_once_the_caps_are_full(work):
     """With small caps, a 3x longer flood must not cost more memory: nothing grows past a cap.
-    (Caps this small are full after a few thousand flows; 20k vs 60k flows isolates growth.)"""
+    (Caps this small are full after a few thousand flows; 15k vs 45k flows isolates growth.)"""
     d = work / "plateau"
     d.mkdir()
     cfg = caps_config(d / "caps.yaml", max_flows=5_000, max_dns_cache=5_000, max_pending_queries=1_000,
                       max_keys=5_000)
     peaks, rates = [], []
-    for n in (20_000, 60_000):
+    for n in (15_000, 45_000):
         floods.udp_flood(d / f"udp{n}.pcap", n)
         run = floods.replay(d, d / f"udp{n}.pcap", "--config", str(cfg))
         check_accounting(run, d / "events.jsonl")
@@ -108,12 +112,9 @@ def test_memory_plateaus_once_the_caps_are_full(work):
         assert run.metric("egress_auditor_table_evictions_total", table="detector_state") > 0
         peaks.append(run.peak_rss_mib)
         rates.append(pps(run, n))
-    print(f"tiny UDP flows, small caps: peak RSS {peaks[0]:.0f} MiB at 20k, {peaks[1]:.0f} MiB at 60k; "
-          f"{rates[0]:,.0f} vs {rates[1]:,.0f} packets/s")
+    print(f"tiny UDP flows, small caps: peak RSS {peaks[0]:.0f} MiB at 15k, {peaks[1]:.0f} MiB at 45k; "
+          f"{rates[0]:,.0f} vs {rates[1]:,.0f} packets/s (throughput: bench/bench_floods.py)")
     assert peaks[1] - peaks[0] < 12, peaks      # allocator noise only, not per-flow growth
-    # Throughput does not collapse as evictions pile up: the longer run (start-up amortised
-    # better, 3x the evictions) is not slower per packet than the shorter one, within noise.
-    assert rates[1] >= 0.7 * rates[0], rates
 
 
 def test_dns_flood_of_unique_names_caps_cache_pending_and_detector_state(work):
@@ -138,6 +139,7 @@ def test_dns_flood_of_unique_names_caps_cache_pending_and_detector_state(work):
     assert run.peak_rss_mib < ABSOLUTE
 
 
+@pytest.mark.slow     # a timing ratio: a benchmark's job (bench/bench_floods.py), kept as a slow check
 def test_flood_throughput_against_the_normal_mix(work, baseline):
     """Packets/s of a flood vs the realistic mix of the same size, same machine, same run.
 
