@@ -39,7 +39,8 @@ class _Server(ThreadingHTTPServer):
         self.registry = registry
         self.config = config
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.rejected = 0
+        self.rejected = 0                 # connections closed at once: every slot was busy
+        self.served = 0                   # connections given a handler thread
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.address_family = family
         super().__init__(address, _Handler)
@@ -57,6 +58,7 @@ class _Server(ThreadingHTTPServer):
             self.rejected += 1            # over the cap: close, do not queue a thread
             self.shutdown_request(request)
             return
+        self.served += 1
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address):

@@ -151,13 +151,18 @@ def test_idle_connections_cost_a_bounded_number_of_threads_and_time_out(monkeypa
     before = _threads()
     idle = []
     try:
+        peak = 0
         for _ in range(300):
             idle.append(socket.create_connection(("127.0.0.1", port)))
-        deadline = time.monotonic() + 60
-        while server.rejected < 300 - exporter.MAX_CONNECTIONS and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _threads() <= before + exporter.MAX_CONNECTIONS + 1
-        assert server.rejected >= 300 - exporter.MAX_CONNECTIONS
+            peak = max(peak, _threads())
+        # Wait until the server has dealt with all 300 (each was served or refused); idle ones
+        # timing out meanwhile free slots, so how many were refused depends on the machine's
+        # speed — what may not happen is a thread per connection.
+        while server.served + server.rejected < 300:
+            peak = max(peak, _threads())
+            time.sleep(0.01)
+        assert peak <= before + exporter.MAX_CONNECTIONS + 1
+        assert server.rejected > 0 and server.served >= exporter.MAX_CONNECTIONS
         # the idle ones time out, and a real scrape then works
         deadline = time.monotonic() + 60
         while True:
