@@ -10,9 +10,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from prometheus_client import CollectorRegistry
 
 from auditor.attribution.component import Attribution
 from auditor.components import Component
@@ -25,12 +24,15 @@ from auditor.policy.verdict import Judge
 from auditor.sinks.ecs import EcsFormatter
 from auditor.sinks.identity import PRODUCT, Ids
 from auditor.sinks.jsonl import JsonlSink
-from auditor.sinks.metrics import Metrics, registry_for
+from auditor.sinks.metrics import Metrics
 from auditor.sinks.summary import Summary
 from auditor.telemetry import Telemetry
 from auditor.terminal import printable
 from auditor.track.tracker import Limits
 from auditor.verdicts import Verdicts
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 @dataclass
@@ -41,7 +43,6 @@ class Audit:
     telemetry: Telemetry
     summary: Summary
     metrics: Metrics
-    registry: CollectorRegistry
     verdicts: Verdicts | None = None
     events: JsonlSink | None = None
     tags: ServiceTags | None = None
@@ -49,6 +50,17 @@ class Audit:
     ecs: EcsFormatter = field(default_factory=EcsFormatter)
     attribution: Attribution | None = None
     notices: list[str] = field(default_factory=list)   # policy and service-tags warnings
+    process_metrics: bool = True          # export the process_* metrics of this process
+    _registry: CollectorRegistry | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The Prometheus registry, built (and prometheus_client imported) on first use: a
+        replay that exports no metrics never pays for it."""
+        if self._registry is None:
+            from auditor.sinks.collector import registry_for   # noqa: PLC0415 - on demand
+            self._registry = registry_for(self.metrics, self.telemetry, process=self.process_metrics)
+        return self._registry
 
 
 def load_judge(settings) -> tuple[Judge, ServiceTags] | None:
@@ -147,9 +159,9 @@ def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = 
     components += [metrics, summary] + ([events] if events else []) + extra
     pipeline = pipeline_for(settings, components, telemetry)
     said = notices(*loaded, time.time()) if loaded else []
-    return Audit(settings, pipeline, telemetry, summary, metrics,
-                 registry_for(metrics, telemetry, process=process_metrics), verdicts, events,
-                 loaded[1] if loaded else None, extra, fmt, attribution=owners, notices=said)
+    return Audit(settings, pipeline, telemetry, summary, metrics, verdicts, events,
+                 loaded[1] if loaded else None, extra, fmt, attribution=owners, notices=said,
+                 process_metrics=process_metrics)
 
 
 def pipeline_for(settings, components: list[Component], telemetry: Telemetry) -> Pipeline:

@@ -14,9 +14,13 @@ import os
 import sys
 from pathlib import Path
 
-from auditor import __version__
-from auditor.commands import policy as policy_commands
-from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, AuditorError
+# pydantic scans every installed distribution for plugins at its first model (tens of ms with
+# a large environment); the command line uses none. A user who wants them sets the variable.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from auditor import __version__  # noqa: E402 - after the environment default above
+from auditor.commands import policy as policy_commands  # noqa: E402
+from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, AuditorError  # noqa: E402
 
 MODES = ["disabled", "allow_internet_outbound", "allow_only_approved_outbound"]
 

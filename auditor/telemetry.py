@@ -56,6 +56,7 @@ class Telemetry:
         self.evictions: dict[Table, int] = dict.fromkeys(Table, 0)
         self.sink_errors = 0
         self.component_errors: dict[tuple[str, str], int] = {}
+        self.attributions = {"known": 0, "unknown": 0}    # live owner lookups, by result
         self._gauges: dict[str, Callable[[], int]] = {}
         self._reported: set[str] = set()
 

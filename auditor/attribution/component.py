@@ -36,7 +36,6 @@ class Attribution(Component):
         self.docker = DockerNames(docker_socket)
         self.diag = SockDiag()
         self.queue: queue.Queue = queue.Queue()
-        self.resolved = self.unknown = 0
         self._said_denied = False
         self.busy_seconds = 0.0           # worker time spent, for the cost per flow
         self._thread = threading.Thread(target=self._work, name="attribution", daemon=True)
@@ -70,6 +69,14 @@ class Attribution(Component):
         if flow.owner is None:
             flow.owner = UNKNOWN
 
+    @property
+    def resolved(self) -> int:
+        return self.telemetry.attributions["known"]
+
+    @property
+    def unknown(self) -> int:
+        return self.telemetry.attributions["unknown"]
+
     def close(self) -> None:
         self.queue.put(_STOP)
         self._thread.join(10)
@@ -87,10 +94,7 @@ class Attribution(Component):
                 flow.owner = UNKNOWN
                 print(f"egress-auditor: attribution: {type(exc).__name__}: {exc}", file=sys.stderr)
             self.busy_seconds += time.perf_counter() - start
-            if flow.owner.known:
-                self.resolved += 1
-            else:
-                self.unknown += 1
+            self.telemetry.attributions["known" if flow.owner.known else "unknown"] += 1
 
     def lookup(self, flow: Flow) -> Owner:
         found = self.diag.lookup(flow.proto, flow.client_ip, flow.client_port, flow.server_ip,

@@ -42,7 +42,8 @@ class Replay:
 
     def run(self) -> int:
         args, pipeline = self.args, self.pipeline
-        server = serve_metrics(self.audit.registry, self.settings.metrics_listen, args.metrics_port)
+        server = (serve_metrics(self.audit.registry, self.settings.metrics_listen, args.metrics_port)
+                  if args.metrics_port is not None else None)
         stop = StopOnSignal(pipeline)
         started = time.monotonic()
         output_failed = False

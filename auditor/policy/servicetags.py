@@ -16,6 +16,7 @@ from typing import Iterable
 
 from auditor.addresses import parse as parse_address
 
+from . import tagindex
 from .model import PolicyError
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -137,6 +138,14 @@ class PrefixTable:
             emit(end + 1, stack[-1][1] if stack else ())
         return starts, labels
 
+    @classmethod
+    def from_arrays(cls, starts: dict[int, list[int]],
+                    labels: dict[int, list[tuple[str, ...]]]) -> "PrefixTable":
+        """A table from the intervals a built one holds (`tagindex`)."""
+        table = cls.__new__(cls)
+        table._starts, table._labels = starts, labels
+        return table
+
     def lookup(self, bits: int, value: int) -> tuple[str, ...]:
         starts = self._starts[bits]
         i = bisect_right(starts, value) - 1
@@ -178,6 +187,7 @@ class ServiceTags:
         (path, size, modification time) and the options: a second audit in one process (tests,
         the API) or a SIGHUP with an unchanged file costs nothing, a replaced file is re-read."""
         path = Path(path) if path else default_path()
+        virtual_network = tuple(virtual_network)
         try:
             st = path.stat()
             key = (str(path.resolve()), st.st_size, st.st_mtime_ns, region, tuple(virtual_network))
@@ -186,9 +196,27 @@ class ServiceTags:
                 return hit
             if st.st_size > MAX_FILE_BYTES:
                 raise PolicyError(str(path), f"service tags file larger than {MAX_FILE_BYTES} bytes")
-            doc = json.loads(path.read_bytes())
+            raw = path.read_bytes()
         except OSError as exc:
             raise PolicyError(str(path), f"cannot read service tags: {exc.strerror or exc}") from None
+        digest = tagindex.key(raw, virtual_network)
+        blob = tagindex.find(path, digest)
+        index = tagindex.parse(blob, digest) if blob is not None else None
+        if index is not None:
+            tags = cls._from_index(index, path=str(path), region=region)
+        else:
+            tags = cls._parse(raw, path, region, virtual_network)
+            tagindex.store(path, digest, tags._index(digest))
+        _LOADED[key] = tags
+        while len(_LOADED) > 4:
+            del _LOADED[next(iter(_LOADED))]
+        return tags
+
+    @classmethod
+    def _parse(cls, raw: bytes, path: Path, region: str | None,
+               virtual_network: Iterable[str]) -> "ServiceTags":
+        try:
+            doc = json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise PolicyError(str(path), f"not a service tags JSON file: {exc}") from None
         values = doc.get("values") if isinstance(doc, dict) else None
@@ -206,9 +234,21 @@ class ServiceTags:
             # `az network list-service-tags` does not follow nextLink: this is one page.
             tags.notes.append(f"{path}: the file has a nextLink: it is one page of the list; "
                               "tags on later pages are missing")
-        _LOADED[key] = tags
-        while len(_LOADED) > 4:
-            del _LOADED[next(iter(_LOADED))]
+        return tags
+
+    def _index(self, digest: str) -> bytes:
+        table = self.table
+        return tagindex.dump(digest, starts=table._starts, labels=table._labels,
+                             names=self._names, services=self.services, sizes=self.sizes,
+                             change_number=self.change_number, cloud=self.cloud, notes=self.notes)
+
+    @classmethod
+    def _from_index(cls, index: dict, *, path: str, region: str | None) -> "ServiceTags":
+        table = PrefixTable.from_arrays(index["starts"], index["label_lists"])
+        tags = cls(table, index["names"], path=path, region=region,
+                   change_number=index["change_number"], cloud=index["cloud"])
+        tags.services, tags.sizes = index["services"], index["sizes"]
+        tags.notes = list(index["notes"])
         return tags
 
     @classmethod

@@ -13,11 +13,13 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+from typing import TYPE_CHECKING
 
 from auditor import __version__
 from auditor.sinks.web_config import WebConfig
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 MAX_CONNECTIONS = 32
 READ_TIMEOUT = 10.0      # seconds for a client to send its request (and take the answer)
@@ -90,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             self._send(200, LANDING, "text/html; charset=utf-8")
         elif path == "/metrics":
+            # prometheus_client is imported when metrics are exported, not at start-up
+            from prometheus_client.exposition import choose_encoder  # noqa: PLC0415
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(self.server.registry), content_type)
         else:

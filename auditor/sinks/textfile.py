@@ -11,10 +11,12 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-
-from prometheus_client import CollectorRegistry, generate_latest
+from typing import TYPE_CHECKING
 
 from auditor.errors import OutputError
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 def check(path: Path) -> None:
@@ -39,6 +41,7 @@ def check(path: Path) -> None:
 
 def write(path: Path, registry: CollectorRegistry) -> None:
     check(path)
+    from prometheus_client import generate_latest  # noqa: PLC0415 - only when metrics are written
     data = generate_latest(registry)
     parent = path.parent if str(path.parent) else Path(".")
     try:

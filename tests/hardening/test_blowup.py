@@ -27,7 +27,8 @@ from auditor import cli
 from auditor.errors import OutputError, SettingsError
 from auditor.settings import Settings
 from auditor.sinks import exporter, textfile
-from auditor.sinks.metrics import Metrics, registry_for
+from auditor.sinks.collector import registry_for
+from auditor.sinks.metrics import Metrics
 from auditor.sinks.web_config import WebConfig
 from auditor.telemetry import Telemetry
 from auditor.track.streams import StreamPrefix

@@ -342,6 +342,9 @@ def test_flows_name_the_process_that_opened_them(tmp_path, net):
         port = int(client.stdout.readline())
         scrape_when(sidecar, "the client's flow to be denied", lambda t: (
             metric(t, "egress_auditor_violations_total", reason="no_matching_rule") or 0) >= 1)
+        # The owner is looked up off the capture thread: the client holds its socket until then.
+        scrape_when(sidecar, "the client's flow to be attributed", lambda t: (
+            metric(t, "egress_auditor_flow_attributions_total", result="known") or 0) >= 1)
         client.stdin.close()
         assert client.wait(60) == 0
         assert term(sidecar) == 0, sidecar.stderr

@@ -163,7 +163,8 @@ def test_age_bound_from_the_change_number(tmp_path):
 
 
 def test_metrics_expose_change_number_cloud_and_age(tmp_path):
-    from auditor.sinks.metrics import Metrics, registry_for
+    from auditor.sinks.collector import registry_for
+    from auditor.sinks.metrics import Metrics
     from auditor.telemetry import Telemetry
     from prometheus_client import generate_latest
     tags = ServiceTags.load()
