@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1}
+# ECS `network.transport` keywords (IANA names, lower case): ICMPv6 is "ipv6-icmp".
+TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}
 
 
 class Flow:
     __slots__ = (
         "key", "proto", "transport", "client_ip", "client_port", "server_ip", "server_port",
-        "start", "last", "c_packets", "c_bytes", "s_packets", "s_bytes",
+        "start", "last", "start_ns", "last_ns", "c_packets", "c_bytes", "s_packets", "s_bytes",
         "fin_c", "fin_s", "rst", "server_seen", "egress", "midstream",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
         "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
@@ -39,6 +40,9 @@ class Flow:
         self.server_ip, self.server_port = server_ip, server_port
         self.start = start
         self.last = start if last is None else last
+        # Exact capture times (int ns) when the source has them: durations from these.
+        self.start_ns: int | None = None
+        self.last_ns: int | None = None
         self.c_packets = self.c_bytes = self.s_packets = self.s_bytes = 0
         self.fin_c = self.fin_s = self.rst = self.server_seen = False
         self.egress = egress

@@ -1,7 +1,7 @@
 """Runs source -> decode -> track -> components, and flushes everything on exit.
 
 The same `feed` loop serves replay and live capture: a source is any iterable of frames
-`(ts, linktype, bytes, wire_len)`; a live source also yields `None` when the interface is
+`(ts, linktype, bytes, wire_len)` (`ts` int nanoseconds, or float seconds); a live source also yields `None` when the interface is
 quiet, so timers run and a shutdown request is noticed without waiting for traffic.
 
 What the pipeline is made of (settings, policy, sinks) is decided in `assemble.py`; this
@@ -64,15 +64,21 @@ class Pipeline:
                         break
                     continue
                 ts, linktype, data, wire_len = frame
+                if ts.__class__ is int:     # capture files: exact nanoseconds
+                    ts_ns, ts = ts, ts / 1_000_000_000
+                else:
+                    ts_ns = None
                 n += 1
                 try:
                     pkt = decode(linktype, data, ts, wire_len)
                     cls = pkt.__class__
                     if cls is Packet:
+                        pkt.ts_ns = ts_ns
                         track(pkt)
                     elif cls is Layer:
                         malformed[pkt] += 1
                     elif cls is Fragment:
+                        pkt.ts_ns = ts_ns
                         fragment(pkt)
                 except Exception as exc:  # noqa: BLE001 - a bug must not lose what came before
                     tel.component_failed("tracker", "packet", exc)

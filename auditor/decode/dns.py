@@ -10,10 +10,14 @@ its text form, falling back to the RFC 3597 generic form (`\\# len hex`).
 Decisions (documented because the tracker and detectors rely on them):
 - Names are text without the trailing dot (root is "."), case as on the wire, escaped
   exactly as dnspython escapes (`\\.`, `\\DDD`), so they compare equal to dnspython's.
-- Name decompression follows dnspython's rules: pointers must point strictly before the
-  previous pointer target (so no loops), a followed target may not run into the part of the
-  name already read, at most 16 pointer hops, at most 255 bytes on the wire (so at most 127
-  labels), label types 0x40/0x80 rejected.
+- Name decompression follows dnspython's rules for backward pointers (strictly before the
+  previous pointer target; a followed target may not run into the part of the name already
+  read), at most 16 pointer hops, at most 255 bytes on the wire (so at most 127 labels),
+  label types 0x40/0x80 rejected. Unlike dnspython, a *forward* pointer (to a later offset of
+  the message) is followed, as tshark and real resolvers do; one that revisits a segment
+  (a loop) or points past the message is malformed.
+- HTTPS/SVCB answers: besides their text, the `ipv4hint`/`ipv6hint` addresses are kept
+  (`hints`) and join the addresses that name flows, after the A/AAAA records.
 - Authority and additional sections are not read: they never name a flow, and stopping
   early is both faster and more tolerant than dnspython (which rejects a whole message for
   a bad OPT record in the additional section).
@@ -72,6 +76,9 @@ class DnsMessage:
     questions: list[tuple[str, int]]
     answers: list[DnsRecord]
     raw_len: int = field(repr=False)
+    # (owner, address, ttl) from the ipv4hint/ipv6hint of HTTPS/SVCB answers (RFC 9460):
+    # browsers connect to them without an A/AAAA lookup, so they name flows too.
+    hints: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
@@ -96,6 +103,7 @@ def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
     biggest = off           # pointers must point strictly below this (no loops)
     limit = end             # reads must stay below this (dnspython's restrict_end)
     after = -1              # offset just after the name in its original position
+    visited = [off]         # where each segment started (forward pointers may not revisit)
     while True:
         p = off
         found: list[int] = []
@@ -136,18 +144,25 @@ def _name(buf: bytes, off: int, end: int, memo: dict) -> tuple[str, int]:
         if n < 192 or p + 2 > limit:
             raise DecodeError  # 0x40/0x80 label types, or a pointer cut short
         ptr = ((n & 0x3F) << 8) | buf[p + 1]
-        if ptr >= biggest:
-            raise DecodeError  # forward or self pointer: the only way loops can happen
         hops += 1
         if hops > MAX_HOPS:
             raise DecodeError
+        if ptr < biggest:
+            next_limit = off        # dnspython's rule: the target may not run into this name
+        elif ptr < end and ptr not in visited:
+            # A forward pointer: dnspython refuses it, tshark and resolvers follow it. A
+            # target already visited is a loop; the hop cap and the 255-byte cap bound the rest.
+            next_limit = end
+        else:
+            raise DecodeError       # a self pointer, a loop, or a pointer past the message
+        visited.append(ptr)
         seg_end = p + 2
         if after < 0:
             after = seg_end
         if ti < len(texts):
             segs.append((off, starts, ti, before, hops - 1, seg_end))
         biggest = ptr
-        limit = off
+        limit = next_limit
         off = ptr
         m = memo.get(ptr)
         if m is not None and m[3] <= limit and total + m[1] < MAX_NAME_WIRE \
@@ -249,6 +264,7 @@ def _parse(buf: bytes) -> DnsMessage | Status:
     except DecodeError:
         return MALFORMED
     answers = []
+    hints: list[tuple[str, str, int]] = []
     try:
         for _ in range(an):
             rname, off = _name(buf, off, n, memo)
@@ -261,12 +277,42 @@ def _parse(buf: bytes) -> DnsMessage | Status:
                 raise DecodeError
             answers.append(DnsRecord(rname, rtype, ttl, _rdata_text(buf, off, end, rtype,
                                                                     rclass, memo)))
+            if (rtype == 64 or rtype == 65) and rclass == 1:
+                hints.extend((rname, ip, ttl) for ip in _svcb_hints(buf, off, end, memo))
             off = end
     except DecodeError:
         if not truncated:
             return MALFORMED
     return DnsMessage(ident, bool(flags & 0x8000), (flags >> 11) & 0xF, flags & 0xF,
-                      truncated, questions, answers, n)
+                      truncated, questions, answers, n, hints)
+
+
+_SVC_IPV4HINT, _SVC_IPV6HINT = 4, 6
+
+
+def _svcb_hints(buf: bytes, off: int, end: int, memo: dict) -> list[str]:
+    """Addresses of the ipv4hint/ipv6hint SvcParams of one SVCB/HTTPS rdata (RFC 9460
+    section 2.2: priority, target name, then key/length/value). AliasMode (priority 0) has
+    no hints; a malformed rdata gives none (its text form is dnspython's business)."""
+    if end - off < 3 or _U16.unpack_from(buf, off)[0] == 0:
+        return []
+    try:
+        _target, p = _name(buf, off + 2, end, memo)
+    except DecodeError:
+        return []
+    out: list[str] = []
+    while p + 4 <= end:
+        key, length = _U16.unpack_from(buf, p)[0], _U16.unpack_from(buf, p + 2)[0]
+        p += 4
+        if p + length > end:
+            return out
+        if key == _SVC_IPV4HINT and length % 4 == 0:
+            out += [socket.inet_ntop(socket.AF_INET, buf[q:q + 4]) for q in range(p, p + length, 4)]
+        elif key == _SVC_IPV6HINT and length % 16 == 0:
+            out += [socket.inet_ntop(socket.AF_INET6, buf[q:q + 16])
+                    for q in range(p, p + length, 16)]
+        p += length
+    return out
 
 
 def split_tcp(buf: bytes) -> tuple[list[bytes], int]:
@@ -289,7 +335,8 @@ def split_tcp(buf: bytes) -> tuple[list[bytes], int]:
 
 
 def resolved_chain(msg: DnsMessage) -> dict[str, tuple[str, ...]]:
-    """Map each A/AAAA address in a response to (queried name, CNAME targets..., owner).
+    """Map each A/AAAA address (and HTTPS/SVCB address hint) of a response to (queried
+    name, CNAME targets..., owner).
 
     CNAMEs are followed from the first question's name, case-insensitively, at most
     MAX_CHAIN hops, stopping at a loop. Addresses whose owner is not on that chain are left
@@ -317,6 +364,10 @@ def resolved_chain(msg: DnsMessage) -> dict[str, tuple[str, ...]]:
             i = pos.get(r.name.lower())
             if i is not None and r.data not in out:
                 out[r.data] = tuple(chain[:i + 1])
+    for owner, ip, _ttl in msg.hints:       # after A/AAAA: a real address record wins
+        i = pos.get(owner.lower())
+        if i is not None and ip not in out:
+            out[ip] = tuple(chain[:i + 1])
     return out
 
 

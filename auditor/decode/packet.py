@@ -82,6 +82,7 @@ class Packet:
     seq: int
     payload: bytes
     ack: int = 0
+    ts_ns: int | None = None     # exact capture time when the source has it (capture files)
 
     def __repr__(self) -> str:
         return (f"Packet(ts={self.ts!r}, {ip_text(self.src)}:{self.sport} -> "
@@ -102,6 +103,7 @@ class Fragment:
     more: bool
     ip_len: int
     data: bytes
+    ts_ns: int | None = None
 
     def __repr__(self) -> str:
         return (f"Fragment({ip_text(self.src)} -> {ip_text(self.dst)} proto={self.proto} "

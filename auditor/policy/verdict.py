@@ -132,6 +132,8 @@ class Judge:
         a configured resolver. Only a trusted chain to a non-public address reaches the
         private-endpoint step: an answer from a resolver the job chose, or a public address,
         never makes a flow a private-endpoint flow."""
+        if transport == "ipv6-icmp":
+            transport = "icmp"      # the managed network's rules name one ICMP for both
         # 1. platform endpoints
         if ip in self._platform or (ip in self._dns and port == 53 and transport != "icmp"):
             return _PLATFORM

@@ -111,7 +111,9 @@ class EcsFormatter:
         ev["start"] = iso(flow.start)
         if action == "flow":
             ev["end"] = iso(flow.last)
-            ev["duration"] = int((flow.last - flow.start) * 1e9)
+            ev["duration"] = (flow.last_ns - flow.start_ns if flow.last_ns is not None
+                              and flow.start_ns is not None
+                              else round((flow.last - flow.start) * 1e9))
         self._endpoints(doc, flow, with_counts=action == "flow")
         doc["network"] = self._network(flow, flow.app_protocol)
         server_name = flow.sni or flow.quic_sni

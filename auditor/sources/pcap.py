@@ -18,25 +18,28 @@ from auditor.errors import CaptureFileError
 
 __all__ = ["Frame", "CaptureFileError", "CaptureFile", "read_frames", "MAX_CAPLEN"]
 
-Frame = tuple  # (ts: float, linktype: int, frame: bytes, wirelen: int) -- a plain tuple for speed
+# (ts, linktype: int, frame: bytes, wirelen: int) -- a plain tuple for speed. Capture files give
+# `ts` as int nanoseconds since 1970, exact whatever the file's resolution (a float of seconds
+# cannot hold nanoseconds: its step near 2025 is 238 ns); live sources give float seconds.
+Frame = tuple
 
 # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: larger records are corruption, not packets.
 MAX_CAPLEN = 262144
 _MAX_BLOCK = MAX_CAPLEN + 65536     # pcapng blocks: a max packet plus generous options
 _CHUNK = 1 << 20
 
-# First 4 bytes as little-endian u32 -> (byte order, ts scale, candidate record-header sizes).
+# First 4 bytes as little-endian u32 -> (byte order, ns per fraction unit, candidate record-header sizes).
 # The standard magic was also written by patched libpcaps with longer record headers
 # (RedHat 6.1 "ss990417": 24, Nokia IPSO: 20), the "modified" magic by SuSE-era ones (24, 32);
 # like Wireshark's wiretap we pick the first size whose first two record headers look sane.
 _PCAP_MAGICS = {
-    0xA1B2C3D4: ("<", 1e-6, (16, 24, 20)), 0xD4C3B2A1: (">", 1e-6, (16, 24, 20)),
-    0xA1B23C4D: ("<", 1e-9, (16,)), 0x4D3CB2A1: (">", 1e-9, (16,)),
-    0xA1B2CD34: ("<", 1e-6, (24, 32)), 0x34CDB2A1: (">", 1e-6, (24, 32)),
+    0xA1B2C3D4: ("<", 1000, (16, 24, 20)), 0xD4C3B2A1: (">", 1000, (16, 24, 20)),
+    0xA1B23C4D: ("<", 1, (16,)), 0x4D3CB2A1: (">", 1, (16,)),
+    0xA1B2CD34: ("<", 1000, (24, 32)), 0x34CDB2A1: (">", 1000, (24, 32)),
 }
 # What a timestamp may be: year 1 to 9999 (what ISO 8601 and datetime can show). pcapng's
 # 64-bit counts and if_tsoffset can say anything; such a record is skipped, not fatal.
-MIN_TS, MAX_TS = -62135596800.0, 253402300800.0
+MIN_NS, MAX_NS = -62135596800 * 10**9, 253402300800 * 10**9
 _SHB = 0x0A0D0D0A
 _BOM = 0x1A2B3C4D
 
@@ -136,7 +139,7 @@ class CaptureFile:
                     end = start + caplen
                     if end > n:
                         break
-                    yield (sec + frac * scale, linktype, buf[start:end], wirelen)
+                    yield (sec * 1_000_000_000 + frac * scale, linktype, buf[start:end], wirelen)
                     count += 1
                     pos = end
             self.packets = count
@@ -156,8 +159,8 @@ class CaptureFile:
         pos = 0
         order = "<"
         u32 = struct.Struct("<I").unpack_from
-        ifaces: list[tuple[int, float, float]] = []   # (linktype, ts scale, ts offset)
-        last_ts = 0.0
+        ifaces: list[tuple[int, int, int, int]] = []   # (linktype, ns = ticks * mul // div + off)
+        last_ts = 0
         count = 0
         try:
             while True:
@@ -219,13 +222,13 @@ class CaptureFile:
                         self._warn(f"corrupt packet block at offset {base + pos} "
                                    f"(interface {ifid}, caplen {caplen})")
                         return
-                    lt, scale, tsoff = ifaces[ifid]
-                    ts = ((hi << 32) | lo) * scale + tsoff
-                    if MIN_TS < ts < MAX_TS:
+                    lt, mul, div, off_ns = ifaces[ifid]
+                    ts = ((hi << 32) | lo) * mul // div + off_ns
+                    if MIN_NS < ts < MAX_NS:
                         last_ts = ts
                         pkt = (last_ts, lt, buf[pos + 28:pos + 28 + caplen], wirelen)
                     else:
-                        self._bad_timestamp(count + self.bad_timestamps + 1, ts)
+                        self._bad_timestamp(count + self.bad_timestamps + 1, ts / 1e9)
                 elif btype == 3:                 # simple packet block: interface 0, no time
                     if not ifaces:
                         self.packets = count
@@ -267,10 +270,11 @@ def _record_header_size(f, order: str, sizes: tuple[int, ...]) -> int:
     return sizes[0]
 
 
-def _idb(buf: bytes, pos: int, blen: int, order: str) -> tuple[int, float, float]:
-    """(linktype, seconds per timestamp unit, timestamp offset) from an IDB's options."""
+def _idb(buf: bytes, pos: int, blen: int, order: str) -> tuple[int, int, int, int]:
+    """(linktype, mul, div, offset ns) from an IDB's options: a timestamp of `ticks` units
+    is `ticks * mul // div + offset` nanoseconds (exact for every if_tsresol)."""
     linktype = struct.unpack_from(order + "H", buf, pos + 8)[0]
-    scale, tsoff = 1e-6, 0.0
+    mul, div, off_ns = 1000, 1, 0           # default resolution: microseconds
     p, end = pos + 16, pos + blen - 4
     opt = struct.Struct(order + "HH").unpack_from
     while p + 4 <= end:
@@ -279,11 +283,16 @@ def _idb(buf: bytes, pos: int, blen: int, order: str) -> tuple[int, float, float
             break
         if code == 9 and length >= 1:            # if_tsresol: 10^-n, or 2^-n if top bit set
             v = buf[p + 4]
-            scale = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0 ** -v
+            if v & 0x80:
+                mul, div = 10**9, 2 ** (v & 0x7F)
+            elif v <= 9:
+                mul, div = 10 ** (9 - v), 1
+            else:
+                mul, div = 1, 10 ** (v - 9)
         elif code == 14 and length >= 8 and p + 12 <= end:   # if_tsoffset, seconds
-            tsoff = float(struct.unpack_from(order + "q", buf, p + 4)[0])
+            off_ns = struct.unpack_from(order + "q", buf, p + 4)[0] * 10**9
         p += 4 + ((length + 3) & ~3)
-    return linktype, scale, tsoff
+    return linktype, mul, div, off_ns
 
 
 def read_frames(path) -> Iterator[Frame]:

@@ -133,7 +133,7 @@ def _classify(sug: Suggestion, d: Dest, label: str, tags: ServiceTags, fqdn, st)
         return
     tag = choose_tag(tags, d.ip)
     if tag:
-        proto = d.transport if d.transport in ("tcp", "udp", "icmp") else "*"
+        proto = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "icmp"}.get(d.transport, "*")
         ports, labels = st.setdefault((tag, proto), (set(), set()))
         if d.port and proto in ("tcp", "udp"):
             ports.add(d.port)

@@ -76,6 +76,7 @@ class DnsWatch:
         solicited = self.pending.answered((*receiver, *sender, msg.id), ts)
         chains = dns.resolved_chain(msg) if msg.answers else {}
         if solicited and chains:
-            ttls = {r.data: r.ttl for r in msg.answers if r.rtype == A or r.rtype == AAAA}
+            ttls = {ip: ttl for _owner, ip, ttl in msg.hints}
+            ttls.update((r.data, r.ttl) for r in msg.answers if r.rtype == A or r.rtype == AAAA)
             self.names.learn(receiver[0], chains, ttls, ts, trusted=sender[0] in self.trusted)
         self.emit(DnsAnswered(ts, flow, msg, solicited, chains))

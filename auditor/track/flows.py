@@ -164,6 +164,7 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
                 start=pkt.ts, key=(pkt.proto, c, cp, s, sp),
                 midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
     flow.proto = pkt.proto
+    flow.start_ns = flow.last_ns = pkt.ts_ns
     if (pkt.proto == ICMP or pkt.proto == ICMP6) and len(pkt.payload) >= 2:
         flow.icmp_type, flow.icmp_code = pkt.payload[0], pkt.payload[1]
     return flow

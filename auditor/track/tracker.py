@@ -90,6 +90,7 @@ class Tracker:
                 flow, from_client = self.flows.lookup(pkt)
         if ts > flow.last:
             flow.last = ts
+            flow.last_ns = pkt.ts_ns
         if from_client:
             flow.c_packets += 1
             flow.c_bytes += pkt.ip_len
@@ -139,6 +140,7 @@ class Tracker:
         if pkt.__class__ is not Packet:
             self.telemetry.bad(pkt if isinstance(pkt, Layer) else Layer.IP)
             return
+        pkt.ts_ns = frag.ts_ns
         self.packet(pkt)
         flow, from_client = self.flows.lookup(pkt)
         if from_client:

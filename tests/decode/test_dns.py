@@ -169,7 +169,8 @@ def test_hostile_names_are_none():
     q = b"\x00\x01\x00\x01"
     assert d.parse(_header() + b"\xc0\x0c" + q) is d.MALFORMED                     # self pointer
     assert d.parse(_header() + b"\x01a\xc0\x0c" + q) is d.MALFORMED                # loop back to start
-    assert d.parse(_header() + b"\xc0\x20" + q + b"\x00" * 20) is d.MALFORMED      # forward pointer
+    assert d.parse(_header() + b"\xc0\x40" + q) is d.MALFORMED                     # past the end
+    assert d.parse(_header() + b"\x01a\xc0\x14" + q + b"\xc0\x0e") is d.MALFORMED     # forward loop
     long_name = b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\x00"  # 320 chars
     assert d.parse(_header() + long_name + q) is d.MALFORMED
     labels = b"\x01a" * 200 + b"\x00"                                        # 200 labels
@@ -234,3 +235,17 @@ def test_names():
         b"\x00\x01\x00"
     m = d.parse(root)
     assert m.questions == [(".", 2)] and m.answers[0] == (".", 2, 60, ".")
+
+
+def test_forward_pointers_are_followed_as_tshark_does():
+    """dnspython refuses a pointer to a later offset; tshark and resolvers follow it. Here the
+    question's name points forward at a name spelled out in the answer's rdata."""
+    q = b"\x00\x01\x00\x01"
+    later = b"\x03www\x07example\x03com\x00"
+    rr = b"\xc0\x0c\x00\x10\x00\x01\x00\x00\x00\x3c" + (len(later) + 1).to_bytes(2, "big") + \
+        len(later).to_bytes(1, "big") + later                     # a TXT holding the name's bytes
+    msg = _header(an=1) + b"\xc0\x1f" + q + rr                    # 0x1f: where `later` starts
+    m = d.parse(msg)
+    assert m.questions == [("www.example.com", 1)] and m.answers[0].name == "www.example.com"
+    with pytest.raises(dns.name.BadPointer):      # the reference library refuses it
+        dns.message.from_wire(msg)

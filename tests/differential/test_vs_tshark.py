@@ -30,7 +30,15 @@ import pytest
 from . import tshark as ts
 
 REAL = Path(__file__).resolve().parents[2] / "pcaps" / "real"
-CAPTURES = sorted(p.name for p in REAL.iterdir() if p.is_file() and p.name != "SOURCES.md")
+# Shapes no third-party capture was found with, made by the generator beside each one.
+CRAFTED = REAL.parent / "crafted"
+_REAL_CAPTURES = sorted(p.name for p in REAL.iterdir() if p.is_file() and p.name != "SOURCES.md")
+_CRAFTED_CAPTURES = sorted(p.name for p in CRAFTED.glob("*.pcap*"))
+CAPTURES = _REAL_CAPTURES + _CRAFTED_CAPTURES
+
+
+def path(capture: str) -> Path:
+    return (CRAFTED if capture in _CRAFTED_CAPTURES else REAL) / capture
 
 # tshark (Wireshark 4.0) is the reference peer: without it these tests fail, never skip.
 assert shutil.which("tshark"), "tshark is required (bash scripts/install-test-deps.sh)"
@@ -73,7 +81,7 @@ def replay(capture: str, out_dir: Path) -> list[dict]:
     out = out_dir / (capture + ".jsonl")
     exe = shutil.which("egress-auditor")
     base = [exe] if exe else [sys.executable, "-m", "auditor"]
-    cmd = [*base, "replay", str(REAL / capture), "--events", str(out),
+    cmd = [*base, "replay", str(path(capture)), "--events", str(out),
            "--node-network", "0.0.0.0/0", "--node-network", "::/0"]
     # Several captures are loopback traffic standing in for remote hosts: judge it as egress.
     env = dict(os.environ, EGRESS_AUDITOR_JUDGE_LOOPBACK="true")
@@ -146,7 +154,7 @@ def _diff(capture, what, theirs, ours, limit=15) -> str:
 
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_sni_matches_tshark(capture, replay_dir):
-    theirs = ts.sni_by_flow(REAL / capture)
+    theirs = ts.sni_by_flow(path(capture))
     ours: dict = {}
     bad_source = []
     for ev in flows(replay(capture, replay_dir)):
@@ -167,7 +175,7 @@ def test_sni_matches_tshark(capture, replay_dir):
 def test_first_http_host_matches_tshark(capture, replay_dir):
     """url.domain = the first request's Host, compared lower-cased with port/brackets stripped
     on both sides (ECS url.domain carries no port)."""
-    theirs = ts.first_http_host_by_flow(REAL / capture)
+    theirs = ts.first_http_host_by_flow(path(capture))
     ours = {}
     for ev in flows(replay(capture, replay_dir)):
         dom, key = get(ev, "url.domain"), our_key(ev)
@@ -203,7 +211,7 @@ def _non_ascii_match(tname: str, oname: str) -> bool:
 
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_dns_answer_sets_match_tshark(capture, replay_dir):
-    responses = ts.dns_responses(REAL / capture)
+    responses = ts.dns_responses(path(capture))
     carriers = Counter(r.carrier for r in responses)
     other = {c: n for c, n in carriers.items() if c not in ("udp", "tcp")}
     assert not other or known(capture, "dns"), (
@@ -238,7 +246,7 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
     """Per tcp.stream / udp.stream: frames and IP bytes each way. A tshark conversation may
     be several of our flows when our idle timeout split it: consecutive flows with the same
     key inside the conversation's time span are summed."""
-    convs = ts.conversations(REAL / capture)
+    convs = ts.conversations(path(capture))
     ours = defaultdict(list)
     for ev in flows(replay(capture, replay_dir)):
         key = our_key(ev)
@@ -277,7 +285,9 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
 # --------------------------------------------------------------------------- harness itself
 
 def test_harness_covers_every_capture():
-    assert len(CAPTURES) == 40, CAPTURES
+    assert len(_REAL_CAPTURES) == 40, _REAL_CAPTURES
+    for name in _CRAFTED_CAPTURES:        # each crafted capture has its generator beside it
+        assert (CRAFTED / "SOURCES.md").read_text().count(name), name
     for cap in KNOWN_DIFFERENCES:
         assert cap in CAPTURES, f"KNOWN_DIFFERENCES names a missing capture {cap}"
 
@@ -285,7 +295,7 @@ def test_harness_covers_every_capture():
 @pytest.mark.parametrize("capture", CAPTURES)
 def test_harness_reads_every_capture(capture):
     """tshark output is usable for every file, damaged ones included (partial output)."""
-    s = ts.summary(REAL / capture)
+    s = ts.summary(path(capture))
     assert all(v >= 0 for v in s.values())
     if capture != "corrupt-fuzzed-record-header.pcap":
         assert s["conversations"] > 0, (capture, s)
@@ -424,3 +434,29 @@ def test_community_ids_match_the_reference_implementation(capture, replay_dir):
         assert ev["network"]["community_id"] == ref.calc(tpl), (capture, src, dst, transport)
         checked += 1
     assert checked == len(flows(replay(capture, replay_dir)))
+
+
+def test_nanosecond_durations_and_svcb_hints_match_tshark(replay_dir):
+    """dns-edge-cases.pcap (nanosecond pcap): each flow's duration equals tshark's last minus
+    first frame time of that conversation, to the nanosecond (a float of seconds cannot hold
+    that); the flow to an HTTPS record's ipv4hint is named by the queried name."""
+    from decimal import Decimal
+    cap = "dns-edge-cases.pcap"
+    out = subprocess.run(["tshark", "-r", str(path(cap)), "-T", "fields", "-e", "frame.time_epoch",
+                          "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst"],
+                         capture_output=True, text=True, check=True).stdout
+    times: dict[frozenset, list[Decimal]] = defaultdict(list)
+    for line in out.splitlines():
+        t, s4, s6, d4, d6 = line.split("\t")
+        times[frozenset((s4 or s6, d4 or d6))].append(Decimal(t))
+    events = flows(replay(cap, replay_dir))
+    tcp = [e for e in events if get(e, "network.transport") == "tcp"]
+    assert len(tcp) == 4
+    for e in tcp:
+        pair = frozenset((get(e, "source.ip"), get(e, "destination.ip")))
+        ts_ = times[pair]
+        assert get(e, "event.duration") == int((max(ts_) - min(ts_)) * 10**9), e
+    hinted = [e for e in tcp if get(e, "destination.ip") == "203.0.113.32"]
+    assert get(hinted[0], "destination.domain") == "svc.example.org"
+    (icmp6,) = [e for e in events if get(e, "network.iana_number") == "58"]
+    assert get(icmp6, "network.transport") == "ipv6-icmp"

@@ -125,7 +125,8 @@ def _dns_frames(payload: bytes) -> list[bytes]:
 def test_compression_pointer_loops_and_oversized_names_are_malformed_dns():
     header = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0)
     self_loop = header + b"\xc0\x0c" + b"\x00\x01\x00\x01"                # name points at itself
-    two_loop = header + b"\x01a\xc0\x12" + b"\x00\x01\x00\x01" + b"\x01b\xc0\x0c"
+    # a -> (forward) b -> (back) a: forward pointers are followed, loops are not
+    two_loop = header + b"\x01a\xc0\x14" + b"\x00\x01\x00\x01" + b"\x01b\xc0\x0c"
     forward = header + b"\xc0\xff" + b"\x00\x01\x00\x01"                   # points past the end
     too_long = header + b"".join(b"\x3f" + b"a" * 63 for _ in range(5)) + b"\x00\x00\x01\x00\x01"
     bad_label = header + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01"     # 0x40: reserved label type

@@ -25,7 +25,7 @@ dname = st.lists(label, min_size=0, max_size=5).map(
 @st.composite
 def rdatas(draw):
     kind = draw(st.sampled_from(["A", "AAAA", "CNAME", "NS", "PTR", "MX", "TXT", "SOA", "SRV",
-                                 "CAA", "HINFO", "TYPE4321"]))
+                                 "CAA", "HINFO", "TYPE4321", "HTTPS", "SVCB"]))
     n = draw(dname).to_text()
     txt = draw(st.lists(st.binary(max_size=30), min_size=1, max_size=3))
     quoted = " ".join('"' + "".join(f"\\{c:03d}" for c in s) + '"' for s in txt)
@@ -39,8 +39,20 @@ def rdatas(draw):
         "CAA": lambda: '0 issue "ca.example"',
         "HINFO": lambda: quoted.split(" ")[0] + ' "x"',
         "TYPE4321": lambda: f"\\# 3 {draw(st.binary(min_size=3, max_size=3)).hex()}",
+        "HTTPS": lambda: svcb(draw, n), "SVCB": lambda: svcb(draw, n),
     }.get(kind, lambda: n)()
     return kind, text
+
+
+def svcb(draw, target: str) -> str:
+    """SVCB/HTTPS presentation text: ServiceMode with address hints, or AliasMode."""
+    if draw(st.booleans()):
+        return f"0 {target}"
+    v4 = draw(st.lists(st.ip_addresses(v=4).map(str), max_size=3))
+    v6 = draw(st.lists(st.ip_addresses(v=6).map(str), max_size=2))
+    params = ['alpn="h3,h2"'] + ([f'ipv4hint="{",".join(v4)}"'] if v4 else []) \
+        + ([f'ipv6hint="{",".join(v6)}"'] if v6 else [])
+    return f"1 {draw(st.sampled_from(['.', target]))} " + " ".join(params)
 
 
 @st.composite
@@ -218,6 +230,10 @@ def test_dns_agrees_with_dnspython(wire):
                                 for w in text.split(" "))
             theirs.append((rr.name.to_text(True), rr.rdtype, rr.ttl, text))
     assert [tuple(a) for a in ours.answers] == theirs
+    hints = [(rr.name.to_text(True), ip.address if hasattr(ip, "address") else str(ip), rr.ttl)
+             for rr in ref.answer if rr.rdtype in (64, 65) for rd in rr if rd.priority
+             for key in (4, 6) if key in rd.params for ip in rd.params[key].addresses]
+    assert ours.hints == hints
 
 
 @given(hellos(), st.integers(1, 300))

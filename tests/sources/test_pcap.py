@@ -41,7 +41,7 @@ def test_pcapng_multi_interface(real_pcaps):
     frames = list(cf)
     assert len(frames) == 6 and not cf.warnings
     ts = [f[0] for f in frames]
-    assert all(1.0e9 < t < 2.0e9 for t in ts)    # if_tsresol applied per interface
+    assert all(1.0e18 < t < 2.0e18 for t in ts)  # if_tsresol applied per interface (ns)
 
 
 def test_linktypes_recorded(real_pcaps):
@@ -105,13 +105,15 @@ def _pcap(order, magic, records, linktype=1):
     return out
 
 
-@pytest.mark.parametrize("order,magic,scale", [("<", 0xA1B2C3D4, 1e-6), (">", 0xA1B2C3D4, 1e-6),
-                                               ("<", 0xA1B23C4D, 1e-9), (">", 0xA1B23C4D, 1e-9)])
-def test_classic_byte_orders_and_resolutions(tmp_path, order, magic, scale):
+@pytest.mark.parametrize("order,magic,unit_ns", [("<", 0xA1B2C3D4, 1000), (">", 0xA1B2C3D4, 1000),
+                                                 ("<", 0xA1B23C4D, 1), (">", 0xA1B23C4D, 1)])
+def test_classic_byte_orders_and_resolutions(tmp_path, order, magic, unit_ns):
+    """Timestamps come out as exact int nanoseconds, whatever the file's resolution."""
     p = tmp_path / "a.cap"
-    p.write_bytes(_pcap(order, magic, [(100, 500, b"abc"), (101, 7, b"x" * 2000)], 228))
+    p.write_bytes(_pcap(order, magic, [(1764547200, 500, b"abc"), (1764547201, 7, b"x" * 2000)], 228))
     frames = list(read_frames(p))
-    assert frames == [(100 + 500 * scale, 228, b"abc", 7), (101 + 7 * scale, 228, b"x" * 2000, 2004)]
+    assert frames == [(1764547200 * 10**9 + 500 * unit_ns, 228, b"abc", 7),
+                      (1764547201 * 10**9 + 7 * unit_ns, 228, b"x" * 2000, 2004)]
 
 
 def _block(order, btype, body):
@@ -154,9 +156,9 @@ def test_pcapng_sections_interfaces_and_block_types(tmp_path, order):
     assert not cf.warnings
     assert [(lt, fr, wl) for _, lt, fr, wl in frames] == [
         (1, b"eth", 3), (101, b"raw!!", 5), (1, b"simple", 6), (113, b"sll", 3)]
-    assert frames[0][0] == pytest.approx(1.5e9)
-    assert frames[1][0] == pytest.approx(1.5e9 + 123e-9)
-    assert frames[3][0] == pytest.approx(5.0)
+    assert frames[0][0] == 1_500_000_000 * 10**9               # microseconds (the default)
+    assert frames[1][0] == 1_500_000_000_000_000_123           # if_tsresol 9: nanoseconds, exact
+    assert frames[3][0] == 5 * 10**9                           # if_tsresol 2^-10
 
 
 def test_pcapng_damage_stops_with_one_warning(tmp_path):

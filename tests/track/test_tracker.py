@@ -135,3 +135,39 @@ def test_loopback_and_self_traffic_is_not_egress_unless_judge_loopback():
     _, rec = run(pk, node_networks=["10.0.0.0/8", "127.0.0.0/8"], judge_loopback=True)
     egress = {(e.flow.server_ip, e.flow.server_port) for e in rec.of(FlowEnded) if e.flow.egress}
     assert egress == {("127.0.0.53", 53), ("10.0.0.5", 8080), ("151.101.0.223", 443)}
+
+
+def test_https_record_address_hints_name_flows_like_a_records():
+    """Browsers connect to an HTTPS record's ipv4hint/ipv6hint without an A lookup (RFC 9460):
+    a hint on the queried name's chain names the flow; a hint for another owner does not."""
+    import dns.message
+    import dns.rrset
+    from scapy.layers.inet import IP, UDP
+    from scapy.packet import Raw
+    q = dns.message.make_query("svc.example.org", "HTTPS")
+    q.id = 91
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text("svc.example.org.", 300, "IN", "HTTPS",
+                                        f'1 . alpn="h2" ipv4hint="{S}"'))
+    r.answer.append(dns.rrset.from_text("other.example.", 300, "IN", "HTTPS",
+                                        '1 . ipv4hint="198.51.100.77"'))
+    pkts = [IP(src=C, dst=R) / UDP(sport=33334, dport=53) / Raw(q.to_wire()),
+            IP(src=R, dst=C) / UDP(sport=53, dport=33334) / Raw(r.to_wire())]
+    pkts += tcp_handshake(C, S, 40010, dport=8443)
+    pkts += tcp_handshake(C, "198.51.100.77", 40011, dport=8443)
+    _, rec = run(pkts)
+    by_server = {f.server_ip: f for f in ended(rec) if f.server_port == 8443}
+    assert by_server[S].domain == "svc.example.org" and by_server[S].name_source == "dns"
+    assert by_server["198.51.100.77"].domain is None
+
+
+def test_icmpv6_is_ipv6_icmp_and_judged_as_icmp():
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from auditor.sinks.ecs import EcsFormatter
+    _, rec = run([IPv6(src="2001:db8::5", dst="2001:db8:ffff::1") / ICMPv6EchoRequest()],
+                 node_networks=["2001:db8::/64"])
+    (flow,) = ended(rec)
+    assert flow.transport == "ipv6-icmp" and flow.proto == 58
+    doc = EcsFormatter().flow(flow)
+    assert doc["network"]["transport"] == "ipv6-icmp" and doc["network"]["iana_number"] == "58"
+    assert "port" not in doc["destination"]
