@@ -12,6 +12,7 @@ command prints them, and the tests validate every emitted line against them).
 """
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,8 +29,23 @@ SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 _ICMP = (1, 58)
 
 
+_SECOND: list = [None, ""]      # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one entry
+
+
 def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """UTC ISO 8601 to the microsecond, rounded as `datetime.fromtimestamp` rounds; the date
+    part is formatted once per second (events come in bursts within the same second)."""
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    if whole != _SECOND[0]:
+        _SECOND[1] = datetime.fromtimestamp(whole, timezone.utc).replace(tzinfo=None) \
+            .isoformat(timespec="seconds")
+        _SECOND[0] = whole
+    return f"{_SECOND[1]}.{us:06d}Z"
 
 
 class EcsFormatter:
