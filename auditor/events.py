@@ -4,8 +4,8 @@ Decoders and the tracker report facts; components (the judge, detectors, sinks) 
 them. As in mitmproxy's hook model, each event class carries its handler name (`FlowEnded`
 -> `flow_ended`), and a component handles an event by defining a method of that name. The
 registry of event types is built from the classes themselves (`EVENT_TYPES`): defining a
-subclass of `Event` is all it takes. Events are created per flow or per DNS message, never
-per packet, so dispatch stays off the per-packet hot path.
+subclass of `Event` is all it takes. Events are created per flow or per DNS message (and a
+`Tick` a few times a second), never per packet, so dispatch stays off the per-packet hot path.
 """
 from __future__ import annotations
 
@@ -111,3 +111,14 @@ class Finding(Event):
     destination_port: int | None = None
     destination_domain: str | None = None
     key_kind: str = "ip"        # what `key` names: ip, name, domain (registered), flow
+
+
+@dataclass(slots=True)
+class Tick(Event):
+    """Time passes: sent by the pipeline at most every `TICK_EVERY` seconds of wall time
+    (with traffic and when the interface is quiet), so a component holding output (the
+    events file's batch) can let it go without waiting for the next event."""
+    monotonic: float
+
+
+TICK_EVERY = 0.25

@@ -16,6 +16,7 @@ from auditor import addresses
 from auditor.addresses import Networks
 from auditor.components import Component, Dispatcher
 from auditor.decode import packet
+from auditor.events import TICK_EVERY, Tick
 from auditor.telemetry import Layer, Telemetry
 from auditor.track.tracker import Limits, Tracker
 
@@ -36,6 +37,14 @@ class Pipeline:
                                trusted_resolvers=trusted, judge_loopback=judge_loopback)
         self.stopping = False
         self._closed = False
+        self._next_tick = 0.0
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_EVERY
+            if self.dispatch.wants(Tick):
+                self.dispatch(Tick(now))
 
     @property
     def components(self) -> list[Component]:
@@ -58,6 +67,7 @@ class Pipeline:
                 if frame is None:  # live source, quiet interface
                     tel.packets = n
                     self.tracker.tick(max(self.tracker.now, time.time()))
+                    self._tick()
                     if on_check:
                         on_check(self)
                     if self.stopping:
@@ -85,6 +95,7 @@ class Pipeline:
                 if n >= check_at:
                     check_at = n + check_every
                     tel.packets, tel.last_packet_ts = n, ts
+                    self._tick()
                     if on_check:
                         on_check(self)
                     if self.stopping:

@@ -110,8 +110,10 @@ class Replay:
 
 
 def _shifted(frames, offset: float):
+    """Frames `offset` seconds later (file timestamps are int nanoseconds: shifted exactly)."""
+    offset_ns = round(offset * 1e9)
     for ts, linktype, data, wire_len in frames:
-        yield ts + offset, linktype, data, wire_len
+        yield (ts + offset_ns if ts.__class__ is int else ts + offset), linktype, data, wire_len
 
 
 def fail_on(condition: str, summary: Summary) -> int:
