@@ -109,3 +109,33 @@ def test_sigterm_at_random_moments_of_a_replay_flushes_every_flow(tmp_path, big_
         if delay == 0.0:   # mid-read; later delays land in reading or in the final flush
             assert packets < size, "the replay had read everything before an immediate SIGTERM"
         assert flow_events == flows_total, (delay, flow_events, flows_total)
+
+
+def test_a_write_that_fails_part_way_counts_exactly_the_events_lost(tmp_path):
+    """The events file is written in batches; when the kernel stops a batch part-way (a file
+    size limit: the write that crosses it is cut short, the next fails with EFBIG), the lines
+    that fully reached the file are kept and every other event is counted as lost."""
+    import resource
+    limit = 60_000                      # bytes: above the metrics file, below the events
+
+    def cap_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    demo = sorted(str(p) for p in (ROOT / "pcaps" / "demo").glob("*.pcap"))
+    events = tmp_path / "capped.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "auditor", "replay", *demo, "--policy", str(POLICY),
+                           "--metrics-file", str(tmp_path / "capped.prom"), "--events", str(events)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=120,
+                          cwd=ROOT, stdin=subprocess.DEVNULL, preexec_fn=cap_file_size)
+    assert proc.returncode == 0, proc.stderr
+    subprocess.run([sys.executable, "-m", "auditor", "replay", *demo, "--policy", str(POLICY),
+                    "--events", str(tmp_path / "uncapped.jsonl"), "--quiet"], check=True,
+                   cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True)
+    total = len((tmp_path / "uncapped.jsonl").read_text().splitlines())
+    data = events.read_bytes()
+    assert len(data) == limit                         # the kernel cut the batch at the limit
+    complete = data.count(b"\n")
+    lost = metric((tmp_path / "capped.prom").read_text(), "egress_auditor_event_sink_errors_total")
+    assert 0 < complete < total and lost == total - complete, (complete, lost, total)
+    assert len(sink_lines(proc.stderr)) == 1
