@@ -135,7 +135,7 @@ def build(settings, *, extra: Iterable[Component] = (), process_metrics: bool = 
     `attribution` (live only): look up which workload opened each egress flow."""
     telemetry = Telemetry()
     loaded = load_judge(settings)
-    verdicts = Verdicts(loaded[0]) if loaded else None
+    verdicts = Verdicts(loaded[0], telemetry) if loaded else None
     section = settings.detectors
     found = detectors.build(section, Context(telemetry, tuple(settings.dns_servers),
                                              section.max_keys))

@@ -42,6 +42,7 @@ class Table(str, enum.Enum):
     REASSEMBLY = "reassembly"      # TCP bytes held for naming
     DETECTOR_STATE = "detector_state"
     ATTRIBUTION = "attribution"
+    VERDICT_CACHE = "verdict_cache"
 
 
 class Telemetry:

@@ -2,21 +2,40 @@
 
 The policy engine (`auditor.policy.verdict.Judge`) is pure; this component applies it to
 flows, raises a `Violation` the moment a flow is denied, and can swap in a new judge on
-SIGHUP without touching the flow table.
+SIGHUP without touching the flow table. Because the judge is pure, its verdicts are cached
+by everything it reads (address, port, transport, name and where it came from, DNS chain,
+whether that chain is trusted): the same few hundred destinations come up for every flow.
+The cache is capped (`VERDICT_CACHE` entries, oldest out first, counted in
+`table_evictions_total{table="verdict_cache"}`) and emptied when a new policy is loaded.
 """
 from __future__ import annotations
 
 from auditor.components import Component, Emit
 from auditor.events import ConflictingCopies, FlowNamed, Violation
-from auditor.policy.verdict import Judge
+from auditor.policy.verdict import Judge, Verdict
+from auditor.telemetry import Table, Telemetry
+
+VERDICT_CACHE = 8192
 
 
 class Verdicts(Component):
     name = "judge"
 
-    def __init__(self, judge: Judge):
+    def __init__(self, judge: Judge, telemetry: Telemetry | None = None):
+        self.telemetry = telemetry or Telemetry()
+        self._cache: dict[tuple, Verdict] = {}
         self.judge = judge
         self._emit: Emit | None = None
+
+    @property
+    def judge(self) -> Judge:
+        return self._judge
+
+    @judge.setter
+    def judge(self, judge: Judge) -> None:
+        """A new policy generation: no verdict of the old one may be reused."""
+        self._judge = judge
+        self._cache = {}
 
     @property
     def ruleset(self) -> str:
@@ -29,9 +48,17 @@ class Verdicts(Component):
         flow = ev.flow
         if not flow.egress or flow.verdict is not None:
             return
-        flow.verdict = verdict = self.judge.judge(
-            flow.server_ip, flow.server_port, flow.transport, flow.domain, flow.name_source,
-            flow.dns_chain, flow.dns_trusted)
+        key = (flow.server_ip, flow.server_port, flow.transport, flow.domain, flow.name_source,
+               flow.dns_chain, flow.dns_trusted)
+        verdict = self._cache.get(key)
+        if verdict is None:
+            verdict = self._judge.judge(*key)
+            cache = self._cache
+            if len(cache) >= VERDICT_CACHE:
+                del cache[next(iter(cache))]
+                self.telemetry.evicted(Table.VERDICT_CACHE)
+            cache[key] = verdict
+        flow.verdict = verdict
         if not verdict.allowed and self._emit is not None:
             self._emit(Violation(flow.last, flow))
 

@@ -186,3 +186,34 @@ def test_required_without_location_uses_global_tags(write, tags):
     names = {r.name for r in p.rules}
     assert "__SYS_ST_MicrosoftContainerRegistry_TCP" in names
     assert Judge(p, tags).judge("40.71.10.209", 443, "tcp", None, "none").allowed
+
+
+def test_cached_verdicts_are_the_judges_and_a_new_policy_empties_the_cache(monkeypatch, judge_for):
+    """The judge stage caches verdicts by everything the judge reads: a cached verdict equals
+    a fresh one for every key; the cache stays capped (evictions counted); loading another
+    policy never reuses a verdict of the old one."""
+    from auditor import verdicts as stage
+    from auditor.events import FlowNamed
+    from auditor.flow import Flow
+    from auditor.telemetry import Table, Telemetry
+    monkeypatch.setattr(stage, "VERDICT_CACHE", 4)
+    approved, internet = judge_for(), judge_for("allow_internet_outbound")
+    telemetry = Telemetry()
+    judge = stage.Verdicts(approved, telemetry)
+    keys = [("151.101.0.223", 443, "pypi.org", "sni"), ("198.51.100.9", 443, None, "none"),
+            ("198.51.100.9", 8443, None, "none"), ("203.0.113.5", 22, None, "none"),
+            ("198.51.100.10", 443, "evil.example", "sni"), ("151.101.0.223", 443, "pypi.org", "sni")]
+
+    def judged(ip, port, name, source):
+        flow = Flow(server_ip=ip, server_port=port, domain=name, name_source=source)
+        judge.flow_named(FlowNamed(flow))
+        return flow.verdict
+
+    for round_ in range(3):
+        for ip, port, name, source in keys:
+            want = judge.judge.judge(ip, port, "tcp", name, source, (), False)
+            assert judged(ip, port, name, source) == want, (round_, ip, port, name)
+    assert len(judge._cache) <= 4 and telemetry.evictions[Table.VERDICT_CACHE] > 0
+    assert not judged("198.51.100.9", 443, None, "none").allowed
+    judge.judge = internet                      # SIGHUP: a new policy generation
+    assert judge._cache == {} and judged("198.51.100.9", 443, None, "none").allowed
