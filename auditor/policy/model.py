@@ -39,7 +39,7 @@ class Category(str, enum.Enum):
 
 class PortRange(BaseModel):
     """Inclusive port range; Azure writes them as "80, 8080-8089"."""
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     lo: int
     hi: int
 
@@ -60,7 +60,7 @@ NOT_ENFORCED = frozenset({"Deleting", "Failed"})
 
 
 class _RuleBase(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     name: str
     category: Category = Category.USER_DEFINED
     status: Status | None = None          # read-only in Azure; Deleting/Failed rules allow nothing
@@ -103,7 +103,7 @@ Rule = Annotated[Union[FqdnRule, ServiceTagRule, PrivateEndpointRule], Field(dis
 
 class Problem(BaseModel):
     """One finding of the loader or the linter."""
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     level: Literal["error", "warning"]
     file: str
     reason: str
@@ -129,7 +129,7 @@ class Policy(BaseModel):
     built-ins of its network kind that Azure adds in approved-only mode. A file that is Azure's
     own view of the network (`authoritative`) already lists its required rules: nothing is added.
     """
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
     path: str
     dialect: Dialect
     isolation_mode: IsolationMode

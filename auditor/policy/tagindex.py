@@ -69,6 +69,21 @@ def find(source: Path, digest: str) -> bytes | None:
     return None
 
 
+KEEP_PER_SOURCE = 4     # indexes kept per tags file (one per virtual_network setting)
+
+
+def _prune(d: Path, source: Path) -> None:
+    """Keep the newest few indexes of one tags file: each setting of virtual_network makes
+    its own, and a long-lived cache directory must not fill with them."""
+    mine = [p for p in d.glob(f".{source.name}.*.index") if _ours(p)]
+    mine.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in mine[KEEP_PER_SOURCE:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+
+
 def store(source: Path, digest: str, blob: bytes) -> Path | None:
     """Write the index where it can be kept (atomically); None when nowhere is writable."""
     for d in _dirs(source):
@@ -84,6 +99,7 @@ def store(source: Path, digest: str, blob: bytes) -> Path | None:
                 os.chmod(tmp, 0o644)
                 final = d / _name(source, digest)
                 os.replace(tmp, final)
+                _prune(d, source)
                 return final
             except BaseException:
                 os.unlink(tmp)

@@ -119,3 +119,16 @@ def test_nowhere_writable_still_works(tags_file, tmp_path, monkeypatch):
     monkeypatch.setattr(tagindex, "_dirs", lambda source: [tmp_path / "missing" / "x"])
     monkeypatch.setattr(tagindex, "_ours", lambda path: False)
     assert _fresh(tags_file).tags_for("20.60.1.5")
+
+
+def test_a_cache_directory_keeps_only_the_newest_indexes_of_a_tags_file(tmp_path):
+    import os
+    from auditor.policy import tagindex
+    source = tmp_path / "tags.json"
+    source.write_text("{}")
+    for i in range(tagindex.KEEP_PER_SOURCE + 3):
+        path = tagindex.store(source, f"{i:016x}" + "0" * 48, b"x")
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))
+    left = sorted(p.name for p in tmp_path.glob(".tags.json.*.index"))
+    assert len(left) == tagindex.KEEP_PER_SOURCE
+    assert tagindex._name(source, f"{tagindex.KEEP_PER_SOURCE + 2:016x}" + "0" * 48) in left
