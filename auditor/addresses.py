@@ -6,6 +6,7 @@ are cached: the same few thousand addresses come up for every flow.
 """
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import socket
 from functools import lru_cache
@@ -26,7 +27,7 @@ def parse(value: str) -> tuple[int, int] | None:
     """(family bits 32|128, integer) for an address string, None if it is not one."""
     try:
         return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, value), "big")
-    except OSError:
+    except (OSError, ValueError):   # ValueError: an embedded NUL
         pass
     try:
         return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, value.split("%", 1)[0]), "big")
@@ -34,9 +35,17 @@ def parse(value: str) -> tuple[int, int] | None:
         return None
 
 
-@lru_cache(maxsize=ADDRESS_CACHE)
 def canonical(value: str) -> str | None:
     """The address in Python's canonical text form, or None if `value` is not an address."""
+    try:
+        socket.inet_pton(socket.AF_INET, value)   # dotted quad, no leading zeros: already
+        return value                                # what ipaddress would print
+    except (OSError, ValueError, TypeError):
+        return _canonical(value)
+
+
+@lru_cache(maxsize=ADDRESS_CACHE)
+def _canonical(value: str) -> str | None:
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
@@ -44,7 +53,7 @@ def canonical(value: str) -> str | None:
 
 
 def is_ip(value: str | None) -> bool:
-    return bool(value) and canonical(value) is not None
+    return value is not None and value != "" and canonical(value) is not None
 
 
 @lru_cache(maxsize=ADDRESS_CACHE)
@@ -58,10 +67,47 @@ def _address(value: str):
     return addr
 
 
+def _not_public_ranges(version: int) -> list[tuple[int, int]] | None:
+    """Sorted (first, last) integer ranges that are not global unicast, taken from the
+    stdlib's own tables so `is_public` agrees with `ipaddress` exactly; None where this
+    Python's `ipaddress` has exceptions inside those tables (then `ipaddress` decides)."""
+    constants = ipaddress._IPv4Constants if version == 4 else ipaddress._IPv6Constants  # type: ignore[attr-defined]
+    if hasattr(constants, "_private_networks_exceptions"):
+        return None
+    nets = list(constants._private_networks)
+    nets.append(ipaddress.ip_network("224.0.0.0/4" if version == 4 else "ff00::/8"))   # multicast
+    if version == 4:
+        nets.append(constants._public_network)          # 100.64.0.0/10, shared address space
+    ranges = sorted((int(n.network_address), int(n.broadcast_address)) for n in nets)
+    merged: list[tuple[int, int]] = []
+    for lo, hi in ranges:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+_NOT_PUBLIC = {32: _not_public_ranges(4), 128: _not_public_ranges(6)}
+_NOT_PUBLIC_STARTS = {bits: [lo for lo, _ in r] if r else [] for bits, r in _NOT_PUBLIC.items()}
+
+
 def is_public(value: str) -> bool:
-    """A globally routable unicast address (IPv4-mapped IPv6 judged as its IPv4)."""
-    addr = _address(value)
-    return addr is not None and addr.is_global and not addr.is_multicast
+    """A globally routable unicast address (IPv4-mapped IPv6 judged as its IPv4). Integer
+    ranges (one bisect) instead of `ipaddress` objects: a flood of unique addresses asks
+    this once per flow."""
+    parsed = parse(value)
+    if parsed is None:
+        return False
+    bits, n = parsed
+    if bits == 128 and n >> 32 == 0xFFFF:
+        bits, n = 32, n & 0xFFFFFFFF                     # ::ffff:a.b.c.d is a.b.c.d
+    ranges = _NOT_PUBLIC[bits]
+    if ranges is None:
+        addr = _address(value)
+        return addr is not None and addr.is_global and not addr.is_multicast
+    i = bisect.bisect_right(_NOT_PUBLIC_STARTS[bits], n) - 1
+    return i < 0 or n > ranges[i][1]
 
 
 def is_internal(value: str) -> bool:
