@@ -1,12 +1,14 @@
 """`encrypted_dns`: DNS the auditor (and Azure DNS logging) cannot read (SPEC §8), keyed by
 server IP. Judged when an egress flow's name is settled:
 - TCP or UDP port 853: DNS over TLS / DNS over QUIC;
+- a cleartext HTTP/2 request on it asked for DNS over HTTPS (`flow.doh`: the `/dns-query`
+  path, a `dns=` GET parameter, or `application/dns-message` as content type or accept),
+  whatever its name; the DNS inside is also decoded (track.h2c) and reported as DNS events;
 - the flow's name (TLS or QUIC SNI, HTTP Host, or the DNS name it was reached by) is a known
   DoH resolver from `resolvers` or a subdomain of one;
 - the server is a well-known public resolver address (`resolver_ips`) on TCP/UDP 443 or
   TCP 80. Those anycast addresses serve nothing but DNS, so HTTP(S) to them is DoH even when
-  no name is visible: cleartext HTTP/2 (h2c) opens with `PRI * HTTP/2.0` and carries
-  `:authority` HPACK-encoded, which is not an HTTP/1 Host the decoder reads, and a hard-coded
+  no name is visible (TLS with ECH, or a client that sends no SNI), and a hard-coded
   resolver address needs no lookup to name it.
 Severity high: the node's name resolution leaves the audited channel entirely.
 """
@@ -50,7 +52,8 @@ class EncryptedDnsSettings(DetectorSettings):
 
 
 class EncryptedDnsEvidence(Evidence):
-    via: str = Field(description="dot, doq, doh_name_<source>, doh_name_dns_chain, doh_resolver_ip")
+    via: str = Field(description="dot, doq, doh_request, doh_name_<source>, doh_name_dns_chain, "
+                     "doh_resolver_ip")
     client: str
     transport: str
     port: int
@@ -81,6 +84,8 @@ class EncryptedDns(Detector):
         chain = [normalise(n) for n in flow.dns_chain]
         if flow.server_port == DOT_PORT:
             via = "dot" if flow.transport == "tcp" else "doq"
+        elif flow.doh:
+            via = "doh_request"
         elif name and matches_any(name, self.resolvers):
             via = f"doh_name_{flow.name_source}"
         elif chain and any(matches_any(n, self.resolvers) for n in chain):
