@@ -35,6 +35,10 @@ EXPECTED = {
     # :authority dns.google names it (h2c); no lookup of dns.google in the capture.
     "doh-h2c-cleartext.pcap": {"encrypted_dns"} | UNRESOLVED,
     "http-connect-proxy-tls-ipv6-loopback.pcap": set(),
+    # Loopback (not egress unless judge_loopback): nothing is judged.
+    "socks-curl-dante-v4-v4a-v5-tls.pcap": set(),
+    "socks5-userpass-curl-microsocks-tls.pcap": set(),
+    "h2c-prior-knowledge-nghttp.pcap": set(),
     "http-ipv4-and-ipv6.pcapng": set(),
     "http-sll-log4shell.pcap": set(),
     "http-vlan120-host-with-port.pcap": set(),
