@@ -167,3 +167,12 @@ def test_a_connection_is_followed_for_at_most_max_bytes(monkeypatch):
     assert pipe.telemetry.evictions[Table.REASSEMBLY] == 1
     assert pipe.tracker.budget.held == 0
     assert rec.of(FlowNamed)[0].flow.http_host == "example.org"
+
+
+def test_tls_through_a_resolved_socks_proxy_is_no_sni_mismatch(tmp_path):
+    from tests.hardening.crafted import dns_pair
+    c = Conn(dport=1080).handshake().send(socks5(b"pypi.org") + hello(b"pypi.org")).ack().close()
+    report = run(tmp_path, [*dns_pair("proxy.corp.example", SERVER), *c.packets])
+    assert "sni_mismatch" not in detectors(report)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["dns_chain"] == ["proxy.corp.example"]
