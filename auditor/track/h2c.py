@@ -8,8 +8,8 @@ the response body, in DATA frames — are handed to DnsWatch, so they become the
 
 Both directions are followed after naming (the answers come later), which is why this is
 bounded per connection and not only by the shared reassembly budget: at most `MAX_BYTES`
-read and `MAX_FRAMES` frames (then the connection is dropped from following, counted as a
-reassembly eviction), at most `MAX_STREAMS` DoH exchanges collected at once, each body at
+read, `MAX_FRAMES` frames and `MAX_HEADER_BYTES` of header blocks (then the connection is
+dropped from following, counted as a reassembly eviction), at most `MAX_STREAMS` DoH exchanges collected at once, each body at
 most `MAX_BODY` (a DNS message's own limit). Anything that breaks framing or HPACK stops
 that connection (counted malformed under `http`): with its HPACK table out of step nothing
 after it can be read. The server side starts at the first server segment after the client's
@@ -27,6 +27,10 @@ from auditor.track.streams import Budget, StreamPrefix
 
 MAX_BYTES = 4 << 20
 MAX_FRAMES = 4096
+# HPACK decoding is the costly part (~5 ms per 16 KiB block of Huffman literals, measured):
+# header-block bytes per connection are capped apart, ~85 ms of CPU at most. A DoH request's
+# headers take ~100-200 bytes once the table is warm, so this is thousands of lookups.
+MAX_HEADER_BYTES = 256 << 10
 MAX_STREAMS = 32
 MAX_BODY = 65535
 BUFFER = h2.MAX_FRAME + 9 + 4096          # one largest frame plus what trails it in a segment
@@ -39,7 +43,7 @@ class H2Conn:
     """One h2c connection's reading state: both byte streams, both HPACK tables, and the
     bodies of the DoH exchanges in progress, keyed (stream id, from_client)."""
     __slots__ = ("client", "server", "blocks", "bodies", "preface", "frames", "read",
-                 "request_seen", "done")
+                 "header_bytes", "request_seen", "done")
 
     def __init__(self, client: StreamPrefix, budget: Budget | None) -> None:
         client.cap = max(client.cap, BUFFER)
@@ -48,7 +52,7 @@ class H2Conn:
         self.blocks = (h2.HeaderBlocks(), h2.HeaderBlocks())     # server's, client's
         self.bodies: dict[tuple[int, bool], bytearray] = {}
         self.preface = False
-        self.frames = self.read = 0
+        self.frames = self.read = self.header_bytes = 0
         self.request_seen = False
         self.done = False
 
@@ -110,6 +114,11 @@ class H2Watch:
         blocks = conn.blocks[from_client]
         if frame.type in (h2.HEADERS, h2.CONTINUATION) or (frame.type == h2.PUSH_PROMISE
                                                            and not from_client):
+            conn.header_bytes += len(frame.payload)
+            if conn.header_bytes > MAX_HEADER_BYTES:
+                self.telemetry.evicted(Table.REASSEMBLY)
+                conn.release()
+                return
             headers = blocks.add(frame)
             if headers is not None and not headers.promise:
                 self._headers(flow, conn, headers, from_client, ts)

@@ -176,3 +176,16 @@ def test_tls_through_a_resolved_socks_proxy_is_no_sni_mismatch(tmp_path):
     assert "sni_mismatch" not in detectors(report)
     (flow,) = flows_to(report, SERVER)
     assert flow["egress_auditor"]["dns_chain"] == ["proxy.corp.example"]
+
+
+def test_header_block_bytes_are_capped_per_connection(monkeypatch):
+    """HPACK is the costly part: many small requests stop being read after MAX_HEADER_BYTES."""
+    monkeypatch.setattr(h2c, "MAX_HEADER_BYTES", 3000)
+    enc = hpack.Encoder()
+    reqs = b"".join(h2_request(enc, [(":method", "GET"), (":authority", "example.org"),
+                                     (":path", f"/{'x' * 100}{i}")], stream=2 * i + 1)
+                    for i in range(100))
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + reqs).ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] == 1 and pipe.tracker.budget.held == 0
+    assert rec.of(FlowNamed)[0].flow.http_host == "example.org"
