@@ -25,6 +25,7 @@ from typing import NamedTuple
 import hpack
 
 from auditor.decode.outcome import DecodeError
+from auditor.decode.text import wire_text as _text
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, \
@@ -201,10 +202,3 @@ def doh_get_query(path: str) -> bytes | None:
         return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
     except (binascii.Error, ValueError):
         return None
-
-
-def _text(b: bytes) -> str:
-    try:
-        return b.decode("ascii")
-    except UnicodeDecodeError:
-        return b.decode("utf-8", "backslashreplace")

@@ -16,6 +16,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, DecodeError, Status
+from auditor.decode.text import wire_text as _text
 
 CONNECT, BIND, UDP_ASSOCIATE = 1, 2, 3
 USERPASS = 0x02          # RFC 1928 method: username/password (RFC 1929)
@@ -138,10 +139,3 @@ def _socks5(buf: bytes) -> SocksRequest | Status:
         return SocksRequest(5, cmd, host, port, domain, end + 2)
     except _Short:
         return NEED_MORE
-
-
-def _text(b: bytes) -> str:
-    try:
-        return b.decode("ascii")
-    except UnicodeDecodeError:
-        return b.decode("utf-8", "backslashreplace")

@@ -77,11 +77,7 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
         return _socks_name(flow)
     for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
         if raw:
-            name = hostnames.wire_host(raw)
-            if name is None:
-                flow.invalid_name = raw         # names nothing; kept as evidence
-                return None
-            return name, source
+            return _strict(flow, raw, source)
     if flow.http_host:
         host = hostnames.http_host(flow.http_host)
         if host is None:
@@ -96,18 +92,20 @@ def _socks_name(flow: Flow) -> tuple[str, str] | None:
     names nothing here (the proxy's own DNS name may still name the flow)."""
     req = flow.socks
     if req.domain and not addresses.is_ip(req.host):
-        name = hostnames.wire_host(req.host)
-        if name is None:
-            flow.invalid_name = req.host
-            return None
-        return name, "socks"
+        return _strict(flow, req.host, "socks")
     if flow.sni:
-        name = hostnames.wire_host(flow.sni)
-        if name is None:
-            flow.invalid_name = flow.sni
-            return None
-        return name, "socks"
+        return _strict(flow, flow.sni, "socks")
     return None
+
+
+def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
+    """`raw` as a strict host name from `source`; one that is not names nothing and is kept
+    as evidence."""
+    name = hostnames.wire_host(raw)
+    if name is None:
+        flow.invalid_name = raw
+        return None
+    return name, source
 
 
 def _hello(flow: Flow, hello: tls.ClientHello, transport: str) -> None:
