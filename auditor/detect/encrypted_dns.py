@@ -3,7 +3,8 @@ server IP. Judged when an egress flow's name is settled:
 - TCP or UDP port 853: DNS over TLS / DNS over QUIC;
 - a cleartext HTTP/2 request on it asked for DNS over HTTPS (`flow.doh`: the `/dns-query`
   path, a `dns=` GET parameter, or `application/dns-message` as content type or accept),
-  whatever its name; the DNS inside is also decoded (track.h2c) and reported as DNS events;
+  whatever its name — also when that request is not the connection's first (then at its
+  first DNS query, or at flow end); the DNS inside is also decoded (track.h2c);
 - the flow's name (TLS or QUIC SNI, HTTP Host, or the DNS name it was reached by) is a known
   DoH resolver from `resolvers` or a subdomain of one;
 - the server is a well-known public resolver address (`resolver_ips`) on TCP/UDP 443 or
@@ -20,7 +21,8 @@ from pydantic import Field, field_validator
 
 from auditor import addresses
 from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
-from auditor.events import FlowNamed
+from auditor.events import DnsQuery, FlowEnded, FlowNamed
+from auditor.flow import Flow
 from auditor.hostnames import matches_any, normalise
 
 DOT_PORT = 853
@@ -77,7 +79,19 @@ class EncryptedDns(Detector):
         self.resolver_ips = frozenset(settings.resolver_ips)
 
     def flow_named(self, ev: FlowNamed) -> None:
-        flow = ev.flow
+        self._judge(ev.flow)
+
+    # A DoH request after an h2c connection's first one sets `flow.doh` after naming: judged
+    # again at its first DNS query, and at the end in case none decoded (one finding per key).
+    def dns_query(self, ev: DnsQuery) -> None:
+        if ev.flow.doh:
+            self._judge(ev.flow)
+
+    def flow_ended(self, ev: FlowEnded) -> None:
+        if ev.flow.doh:
+            self._judge(ev.flow)
+
+    def _judge(self, flow: Flow) -> None:
         if not flow.egress or flow.transport not in ("tcp", "udp"):
             return
         name = normalise(flow.domain)

@@ -189,3 +189,15 @@ def test_header_block_bytes_are_capped_per_connection(monkeypatch):
     pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
     assert pipe.telemetry.evictions[Table.REASSEMBLY] == 1 and pipe.tracker.budget.held == 0
     assert rec.of(FlowNamed)[0].flow.http_host == "example.org"
+
+
+def test_doh_after_an_innocent_first_request_is_still_raised(tmp_path):
+    enc = hpack.Encoder()
+    first = h2_request(enc, [(":method", "GET"), (":authority", "www.example.org"), (":path", "/")])
+    query = dns.message.make_query("example.com", "A").to_wire()
+    path = "/q?dns=" + base64.urlsafe_b64encode(query).decode().rstrip("=")
+    second = h2_request(enc, [(":method", "GET"), (":authority", "www.example.org"), (":path", path)],
+                        stream=3)
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + first).ack().send(second).ack().close()
+    (f,) = [f for f in run(tmp_path, c.packets).findings if f["rule"]["name"] == "encrypted_dns"]
+    assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
