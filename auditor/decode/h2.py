@@ -177,10 +177,14 @@ def authority(headers: Headers) -> str | None:
 def is_doh(headers: Headers) -> bool:
     """Does this request ask for DNS over HTTPS (RFC 8484): the `/dns-query` path, a DNS
     message content type or accept, or a GET with a `dns=` query parameter?"""
-    path = headers.get(":path") or ""
-    if path.split("?", 1)[0] == DOH_PATH or dns_parameter(path) is not None:
+    if doh_path(headers.get(":path") or ""):
         return True
     return any(DOH_TYPE in (headers.get(h) or "").lower() for h in ("content-type", "accept"))
+
+
+def doh_path(path: str) -> bool:
+    """The RFC 8484 path `/dns-query`, or a `dns=` query parameter (HTTP/1 targets too)."""
+    return path.split("?", 1)[0] == DOH_PATH or dns_parameter(path) is not None
 
 
 def dns_parameter(path: str) -> str | None:

@@ -2,7 +2,8 @@
 server IP. Judged when an egress flow's name is settled:
 - TCP or UDP port 853: DNS over TLS / DNS over QUIC;
 - a cleartext HTTP/2 request on it asked for DNS over HTTPS (`flow.doh`: the `/dns-query`
-  path, a `dns=` GET parameter, or `application/dns-message` as content type or accept),
+  path, a `dns=` GET parameter, or `application/dns-message` as content type or accept), or
+  the first HTTP/1 request's target has that path or parameter,
   whatever its name — also when that request is not the connection's first (then at its
   first DNS query, or at flow end); the DNS inside is also decoded (track.h2c);
 - the flow's name (TLS or QUIC SNI, HTTP Host, or the DNS name it was reached by) is a known
@@ -84,7 +85,7 @@ class EncryptedDns(Detector):
     # A DoH request after an h2c connection's first one sets `flow.doh` after naming: judged
     # again at its first DNS query, and at the end in case none decoded (one finding per key).
     def dns_query(self, ev: DnsQuery) -> None:
-        if ev.flow.doh:
+        if ev.flow.doh and ev.flow.named:      # before naming, flow_named judges it
             self._judge(ev.flow)
 
     def flow_ended(self, ev: FlowEnded) -> None:

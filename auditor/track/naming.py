@@ -158,6 +158,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     request = http.parse_request(buf)
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
+        flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)

@@ -201,3 +201,10 @@ def test_doh_after_an_innocent_first_request_is_still_raised(tmp_path):
     c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + first).ack().send(second).ack().close()
     (f,) = [f for f in run(tmp_path, c.packets).findings if f["rule"]["name"] == "encrypted_dns"]
     assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
+
+
+def test_doh_over_http1_is_raised_by_its_path(tmp_path):
+    c = Conn(server=SERVER, dport=80).handshake().send(
+        b"GET /dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE HTTP/1.1\r\nHost: r.example\r\n\r\n")
+    (f,) = [f for f in run(tmp_path, c.ack().close().packets).findings if f["rule"]["name"] == "encrypted_dns"]
+    assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
