@@ -24,7 +24,7 @@ class Flow:
         "fin_c", "fin_s", "rst", "server_seen", "egress", "midstream",
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
         "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
-        "ja4", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
+        "ja4", "socks", "doh", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
         "track_state",
     )
 
@@ -70,6 +70,11 @@ class Flow:
         self.tls_version: str | None = None
         self.alpn: tuple[str, ...] = ()
         self.ja4: str | None = None
+        # What the client asked a SOCKS proxy to connect to (decode.socks.SocksRequest): the
+        # flow itself goes to the proxy, which is what the policy judges.
+        self.socks: Any = None
+        # A cleartext HTTP/2 request on it looked like DNS over HTTPS (path, content type).
+        self.doh = False
         self.icmp_type: int | None = None      # ICMP flows: from the first packet
         self.icmp_code: int | None = None
         self.flow_id: str | None = None        # assigned by the event sinks on first use

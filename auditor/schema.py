@@ -156,6 +156,15 @@ class Icmp(_M):
     code: int | None = Field(None, description="ICMP code of the flow's first packet")
 
 
+class Socks(_M):
+    version: int = Field(description="SOCKS version of the client's request (SOCKS4a is 4)")
+    command: Literal["connect", "bind", "udp_associate"] = Field(description="what it asked for")
+    target: str = Field(description="the host the client asked the proxy to reach: the domain "
+                        "as sent (SOCKS4a, SOCKS5) or an address; cut to 255 chars. A claim of "
+                        "the client's: the flow itself goes to the proxy")
+    target_port: int = Field(description="the port it asked the proxy to reach")
+
+
 class ToolObserver(_M):
     pod_name: str | None = Field(None, description="the auditor's own pod (downward API)")
     pod_namespace: str | None = Field(None, description="the auditor's own pod's namespace")
@@ -179,8 +188,9 @@ class AuditorFields(_M):
     isolation_mode: str | None = Field(None, description="the mode the flow was judged in")
     service_tag: str | None = Field(None, description="the service tag that matched")
     private_endpoint: str | None = Field(None, description="the private endpoint's resource id")
-    name_source: Literal["sni", "quic_sni", "http_host", "dns", "none"] | None = Field(
-        None, description="what named the flow (destination.domain)")
+    name_source: Literal["sni", "quic_sni", "http_host", "socks", "dns", "none"] | None = Field(
+        None, description="what named the flow (destination.domain); socks: the target a SOCKS "
+        "client asked for (else the SNI sent through it), which no FQDN rule accepts")
     dns_chain: list[str] | None = Field(None, description="the DNS names that led the client to "
                                         "the address: queried name, then CNAME targets")
     ech: bool | None = Field(None, description="the ClientHello offered Encrypted Client Hello "
@@ -191,6 +201,7 @@ class AuditorFields(_M):
                                         "bytes that named the flow: its SNI/Host was not trusted")
     midstream: bool | None = Field(None, description="the flow was already running at capture start")
     icmp: Icmp | None = None
+    socks: Socks | None = None
     solicited: bool | None = Field(None, description="dns: answers a query this client sent")
     attribution: Literal["known", "unknown"] | None = Field(
         None, description="live: whether the workload that opened the flow could be told")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, Status
+from auditor.decode.text import wire_text as _text
 
 MAX_HEAD = 16 * 1024  # a request head larger than this is not something we wait for
 
@@ -86,11 +87,3 @@ def _parse(buf: bytes) -> HttpRequest | Status:
         if host is None and raw[:colon].lower() == b"host":
             host = _text(raw[colon + 1:].strip(b" \t"))
     return HttpRequest(method.decode("ascii"), _text(target), host, version.decode("ascii"))
-
-
-def _text(b: bytes) -> str:
-    try:
-        return b.decode("ascii")
-    except UnicodeDecodeError:
-        return b.decode("utf-8", "backslashreplace")
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, DecodeError, Status
+from auditor.decode.text import wire_text as _text
 
 MAX_HELLO = 64 * 1024        # larger handshake messages are not a real ClientHello
 MAX_RECORD = (1 << 14) + 2048  # RFC 8446 5.2 ceiling on a record's length
@@ -39,14 +40,6 @@ class ClientHello:
         return (f"ClientHello(sni={self.sni!r}, alpn={self.alpn!r}, ech={self.ech}, "
                 f"version=0x{self.version:04x}, supported_versions="
                 f"{tuple(hex(v) for v in self.supported_versions)})")
-
-
-def _text(b: bytes) -> str:
-    # Host names are ASCII; anything else is shown escaped rather than guessed at.
-    try:
-        return b.decode("ascii")
-    except UnicodeDecodeError:
-        return b.decode("utf-8", "backslashreplace")
 
 
 def parse_records(buf: bytes) -> ClientHello | Status:

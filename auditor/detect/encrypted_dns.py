@@ -1,12 +1,16 @@
 """`encrypted_dns`: DNS the auditor (and Azure DNS logging) cannot read (SPEC §8), keyed by
 server IP. Judged when an egress flow's name is settled:
 - TCP or UDP port 853: DNS over TLS / DNS over QUIC;
+- a cleartext HTTP/2 request on it asked for DNS over HTTPS (`flow.doh`: the `/dns-query`
+  path, a `dns=` GET parameter, or `application/dns-message` as content type or accept), or
+  the first HTTP/1 request's target has that path or parameter,
+  whatever its name — also when that request is not the connection's first (then at its
+  first DNS query, or at flow end); the DNS inside is also decoded (track.h2c);
 - the flow's name (TLS or QUIC SNI, HTTP Host, or the DNS name it was reached by) is a known
   DoH resolver from `resolvers` or a subdomain of one;
 - the server is a well-known public resolver address (`resolver_ips`) on TCP/UDP 443 or
   TCP 80. Those anycast addresses serve nothing but DNS, so HTTP(S) to them is DoH even when
-  no name is visible: cleartext HTTP/2 (h2c) opens with `PRI * HTTP/2.0` and carries
-  `:authority` HPACK-encoded, which is not an HTTP/1 Host the decoder reads, and a hard-coded
+  no name is visible (TLS with ECH, or a client that sends no SNI), and a hard-coded
   resolver address needs no lookup to name it.
 Severity high: the node's name resolution leaves the audited channel entirely.
 """
@@ -18,7 +22,8 @@ from pydantic import Field, field_validator
 
 from auditor import addresses
 from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
-from auditor.events import FlowNamed
+from auditor.events import DnsQuery, FlowEnded, FlowNamed
+from auditor.flow import Flow
 from auditor.hostnames import matches_any, normalise
 
 DOT_PORT = 853
@@ -50,7 +55,8 @@ class EncryptedDnsSettings(DetectorSettings):
 
 
 class EncryptedDnsEvidence(Evidence):
-    via: str = Field(description="dot, doq, doh_name_<source>, doh_name_dns_chain, doh_resolver_ip")
+    via: str = Field(description="dot, doq, doh_request, doh_name_<source>, doh_name_dns_chain, "
+                     "doh_resolver_ip")
     client: str
     transport: str
     port: int
@@ -74,13 +80,27 @@ class EncryptedDns(Detector):
         self.resolver_ips = frozenset(settings.resolver_ips)
 
     def flow_named(self, ev: FlowNamed) -> None:
-        flow = ev.flow
+        self._judge(ev.flow)
+
+    # A DoH request after an h2c connection's first one sets `flow.doh` after naming: judged
+    # again at its first DNS query, and at the end in case none decoded (one finding per key).
+    def dns_query(self, ev: DnsQuery) -> None:
+        if ev.flow.doh and ev.flow.named:      # before naming, flow_named judges it
+            self._judge(ev.flow)
+
+    def flow_ended(self, ev: FlowEnded) -> None:
+        if ev.flow.doh:
+            self._judge(ev.flow)
+
+    def _judge(self, flow: Flow) -> None:
         if not flow.egress or flow.transport not in ("tcp", "udp"):
             return
         name = normalise(flow.domain)
         chain = [normalise(n) for n in flow.dns_chain]
         if flow.server_port == DOT_PORT:
             via = "dot" if flow.transport == "tcp" else "doq"
+        elif flow.doh:
+            via = "doh_request"
         elif name and matches_any(name, self.resolvers):
             via = f"doh_name_{flow.name_source}"
         elif chain and any(matches_any(n, self.resolvers) for n in chain):

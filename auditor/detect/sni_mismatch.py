@@ -14,6 +14,7 @@ address behind one wildcard or shared certificate (`www.example.com` resolved, S
 resolved before the capture started or via a cache the auditor cannot see, while another
 client resolved an unrelated tenant to the same edge. Hence medium severity, and the
 evidence says whether the SNI name was resolved to other addresses (CDN rotation) or never.
+SOCKS flows are left out: their address is the proxy's, the SNI is for the target behind it.
 """
 from __future__ import annotations
 
@@ -62,7 +63,9 @@ class SniMismatch(Detector):
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow
         sni = normalise(flow.sni or flow.quic_sni)
-        if not flow.egress or not sni:
+        # Through a SOCKS proxy the SNI is meant for the proxy's target, never for the
+        # proxy's address, and it names nothing the policy accepts (name source `socks`).
+        if not flow.egress or not sni or flow.socks is not None:
             return
         names = self.by_ip.get(flow.server_ip)
         if not names:

@@ -27,6 +27,7 @@ ECS_VERSION = "9.4.0"
 # Elastic's detection-rule convention: one number for severity and risk score per level.
 SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 _ICMP = (1, 58)
+_SOCKS_COMMANDS = {1: "connect", 2: "bind", 3: "udp_associate"}
 
 
 _SECOND: list = [None, ""]      # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one entry
@@ -159,6 +160,10 @@ class EcsFormatter:
             extra["name_ambiguous"] = True
         if flow.midstream:
             extra["midstream"] = True
+        if flow.socks is not None:
+            req = flow.socks
+            extra["socks"] = {"version": req.version, "command": _SOCKS_COMMANDS.get(req.command),
+                              "target": req.host[:255], "target_port": req.port}
         if flow.proto in _ICMP and flow.icmp_type is not None:
             extra["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
         if verdict is not None:

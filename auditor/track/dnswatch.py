@@ -1,4 +1,4 @@
-"""DNS on the wire (UDP and TCP port 53): queries become pending entries, responses are
+"""DNS on the wire (UDP and TCP port 53, and cleartext DoH from track.h2c): queries become pending entries, responses are
 checked against them and, only when solicited, teach the name cache.
 
 An answer counts for attribution only when it answers a query the node actually sent: same
@@ -56,8 +56,14 @@ class DnsWatch:
         for raw in messages:
             self._message(flow, dns.parse(raw), from_client, ts)
 
+    def doh_message(self, flow: Flow, raw: bytes, from_client: bool, ts: float,
+                    stream: int) -> None:
+        """A DNS message carried by cleartext DNS over HTTPS (track.h2c). RFC 8484 asks for
+        id 0 on every query, so the HTTP/2 stream, not the id alone, pairs it with its answer."""
+        self._message(flow, dns.parse(raw), from_client, ts, (stream,))
+
     def _message(self, flow: Flow, msg: dns.DnsMessage | dns.Status, from_client: bool,
-                 ts: float) -> None:
+                 ts: float, tag: tuple = ()) -> None:
         if not isinstance(msg, dns.DnsMessage):
             self.telemetry.bad(Layer.DNS)
             return
@@ -68,12 +74,12 @@ class DnsWatch:
             sender = (flow.server_ip, flow.server_port)
             receiver = (flow.client_ip, flow.client_port)
         if not msg.is_response:
-            self.pending.sent((*sender, *receiver, msg.id), ts)
+            self.pending.sent((*sender, *receiver, msg.id, *tag), ts)
             self.emit(DnsQuery(ts, flow, msg))
             return
         self.responses += 1
         # The querier is whoever receives the response.
-        solicited = self.pending.answered((*receiver, *sender, msg.id), ts)
+        solicited = self.pending.answered((*receiver, *sender, msg.id, *tag), ts)
         chains = dns.resolved_chain(msg) if msg.answers else {}
         if solicited and chains:
             ttls = {ip: ttl for _owner, ip, ttl in msg.hints}

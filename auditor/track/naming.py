@@ -1,19 +1,29 @@
 """Naming a flow from its first client payload (SPEC §7).
 
 TLS ClientHello SNI (reassembled across TCP segments) > QUIC Initial SNI (CRYPTO frames
-reassembled across Initial packets) > HTTP Host > the client's most recent unexpired DNS
-answer for the server IP (the queried name, not the CNAME target) > none. The name is
-settled once — at the first client payload that decodes to a verdict-worthy answer, or when
-the flow ends without one — and the per-flow buffers are released right away.
+reassembled across Initial packets) > HTTP Host (HTTP/1.x, or the first cleartext HTTP/2
+request's `:authority`) > the client's most recent unexpired DNS answer for the server IP
+(the queried name, not the CNAME target) > none. The name is settled once — at the first
+client payload that decodes to a verdict-worthy answer, or when the flow ends without one —
+and the per-flow buffers are released right away (an h2c connection is handed to
+`track.h2c`, which keeps reading it for DNS over HTTPS).
+
+Proxies: after an HTTP CONNECT or a SOCKS request, the bytes the client sends through the
+tunnel are read for a ClientHello too. A SOCKS flow is named `socks`: by the domain it asked
+for, else the SNI inside, else as any flow. It goes to the proxy, and that is what the
+managed network's firewall sees and judges (its address, its port, no SNI or Host at the
+start of the stream), so `socks` never satisfies an FQDN rule; the target is recorded.
 """
 from __future__ import annotations
 
 from auditor import hostnames
-from auditor.decode import http, ja4, quic, tls
-from auditor.decode.outcome import MALFORMED, NEED_MORE
+from auditor import addresses
+from auditor.decode import h2, http, ja4, quic, socks, tls
+from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Telemetry
 from auditor.track.flows import TCP, UDP
+from auditor.track.h2c import H2Conn
 from auditor.track.names import NameCache
 from auditor.track.state import state
 from auditor.track.streams import Budget, StreamPrefix
@@ -61,14 +71,13 @@ def settle(flow: Flow, names: NameCache, now: float) -> None:
 
 
 def _presented(flow: Flow) -> tuple[str, str] | None:
-    """The name the client presented (SNI, QUIC SNI, HTTP Host), if it strictly is one."""
+    """The name the client presented (SNI, QUIC SNI, HTTP Host, SOCKS target), if it
+    strictly is one."""
+    if flow.socks is not None:
+        return _socks_name(flow)
     for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
         if raw:
-            name = hostnames.wire_host(raw)
-            if name is None:
-                flow.invalid_name = raw         # names nothing; kept as evidence
-                return None
-            return name, source
+            return _strict(flow, raw, source)
     if flow.http_host:
         host = hostnames.http_host(flow.http_host)
         if host is None:
@@ -76,6 +85,27 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
             return None
         return host, "http_host"
     return None
+
+
+def _socks_name(flow: Flow) -> tuple[str, str] | None:
+    """The SOCKS target domain, else the SNI sent through the tunnel; an address target
+    names nothing here (the proxy's own DNS name may still name the flow)."""
+    req = flow.socks
+    if req.domain and not addresses.is_ip(req.host):
+        return _strict(flow, req.host, "socks")
+    if flow.sni:
+        return _strict(flow, flow.sni, "socks")
+    return None
+
+
+def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
+    """`raw` as a strict host name from `source`; one that is not names nothing and is kept
+    as evidence."""
+    name = hostnames.wire_host(raw)
+    if name is None:
+        flow.invalid_name = raw
+        return None
+    return name, source
 
 
 def _hello(flow: Flow, hello: tls.ClientHello, transport: str) -> None:
@@ -105,6 +135,15 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     buf = bytes(stream.data)
     if st.tunnel_at:
         return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
+    if buf[:len(h2.PREFACE)] == h2.PREFACE[:len(buf)]:       # h2c with prior knowledge
+        if len(buf) < len(h2.PREFACE):
+            return stream.overflowed
+        st.h2 = H2Conn(stream, budget)      # reads it from here on (the tracker feeds it)
+        st.client_stream = None
+        flow.app_protocol = "http"
+        return False
+    if buf[0] in (4, 5):
+        return _socks(flow, buf, stream.overflowed, telemetry)
     if buf[0] == 0x16:
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
@@ -119,6 +158,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     request = http.parse_request(buf)
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
+        flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
@@ -130,8 +170,21 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     return True
 
 
+def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry) -> bool:
+    request = socks.parse_client(buf)
+    if isinstance(request, socks.SocksRequest):
+        flow.socks = request
+        state(flow).tunnel_at = request.data_at
+        return _tunnel(flow, buf[request.data_at:], overflowed, telemetry)
+    if request is NEED_MORE and not overflowed:
+        return False
+    if request is not NOT_THIS:
+        telemetry.bad(Layer.SOCKS)
+    return True
+
+
 def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> bool:
-    """Bytes the client sent through an HTTP CONNECT tunnel: look for a ClientHello."""
+    """Bytes the client sent through an HTTP CONNECT or SOCKS tunnel: look for a ClientHello."""
     if not data:
         return overflowed
     if data[0] != 0x16:
@@ -140,6 +193,8 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> 
     if isinstance(hello, tls.ClientHello):
         _hello(flow, hello, "t")
         flow.sni = hello.sni
+        if flow.socks is not None:
+            flow.app_protocol = "tls"
         return True
     if hello is NEED_MORE and not overflowed:
         return False

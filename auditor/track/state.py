@@ -13,7 +13,7 @@ from auditor.flow import Flow
 
 class TrackState:
     __slots__ = ("client_isn", "server_isn", "client_stream", "server_stream", "quic",
-                 "tunnel_at", "watch")
+                 "tunnel_at", "watch", "h2")
 
     def __init__(self) -> None:
         # The SYN's sequence numbers: a stream buffer starts at ISN + 1 once payload arrives.
@@ -26,13 +26,18 @@ class TrackState:
         # After naming: the client bytes that named the flow, kept (frozen) until the server
         # acknowledges them, so a retransmission that says otherwise is noticed.
         self.watch: Any = None
+        # A cleartext HTTP/2 connection being followed (track.h2c.H2Conn): it owns the
+        # client stream from the preface on, and a server stream.
+        self.h2: Any = None
 
     def release(self) -> None:
         """Give every buffered byte back to the reassembly budget."""
         for stream in (self.client_stream, self.server_stream, self.watch):
             if stream is not None:
                 stream.release()
-        self.client_stream = self.server_stream = self.watch = None
+        if self.h2 is not None:
+            self.h2.release()
+        self.client_stream = self.server_stream = self.watch = self.h2 = None
 
 
 def state(flow: Flow) -> TrackState:

@@ -18,6 +18,7 @@ from auditor.telemetry import Layer, Table, Telemetry
 from auditor.track import naming
 from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
+from auditor.track.h2c import H2Watch
 from auditor.track.flows import ACK, FIN, RST, SYN, TCP, FlowTable, Timeouts
 from auditor.track.names import NameCache, PendingQueries
 from auditor.track.state import state
@@ -57,6 +58,7 @@ class Tracker:
                                node_networks.__contains__)
         self.dns = DnsWatch(self.names, self.pending, emit, telemetry, self.budget,
                             trusted_resolvers)
+        self.h2c = H2Watch(self.dns.doh_message, telemetry)
         self.defrag = Defragmenter(telemetry, on_conflict=self._fragment_conflict)
         telemetry.gauge("active_flows", self.flows.__len__)
         telemetry.gauge("dns_cache_entries", self.names.__len__)
@@ -110,9 +112,24 @@ class Tracker:
         if payload:
             if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
                 self._dns(flow, pkt, seq, from_client)
+            elif st is not None and st.h2 is not None:
+                self._h2(flow, st, seq, payload, from_client, ts)
             elif from_client and not flow.named:
                 if naming.client_payload(flow, seq, payload, self.telemetry, self.budget):
                     self._settle(flow)
+                else:
+                    st = flow.track_state
+                    if st is not None and st.h2 is not None \
+                            and self.h2c.pump(flow, st.h2, True, ts):
+                        self._settle(flow)
+
+    def _h2(self, flow: Flow, st, seq: int, payload: bytes, from_client: bool, ts: float) -> None:
+        """A cleartext HTTP/2 connection: followed both ways, after naming too (DoH)."""
+        conn = st.h2
+        if self.h2c.segment(flow, conn, seq, payload, from_client, ts) and not flow.named:
+            self._settle(flow)
+        if conn.done:
+            st.h2 = None
 
     def _watch(self, flow: Flow, st, pkt: Packet, seq: int, from_client: bool) -> None:
         """After naming, keep comparing client retransmissions of the bytes that named the
@@ -192,6 +209,8 @@ class Tracker:
     def _settle(self, flow: Flow) -> None:
         st = flow.track_state
         stream = st.client_stream if st is not None else None
+        if stream is None and st is not None and st.h2 is not None:
+            stream = st.h2.client
         if stream is not None and stream.conflict is not None:
             flow.ambiguous = True
         naming.settle(flow, self.names, flow.last)

@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from cryptography.hazmat.primitives import hmac
+import hpack
 from scapy.config import conf
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
@@ -357,6 +358,8 @@ EXAMPLE = "23.215.0.136"          # example.com
 EXAMPLE_ORG = "96.7.128.198"
 DIRECT = "45.33.32.156"           # Linode, never named by DNS
 GITHUB_A, GITHUB_B, GITHUB_C = "185.199.108.153", "185.199.109.153", "140.82.112.3"
+PROXY = "96.7.128.199"            # a SOCKS proxy of the job's (no service tag)
+GOOGLE_DNS = "8.8.4.4"
 
 
 def _pe_blob(cap: Capture) -> None:
@@ -515,6 +518,50 @@ def s_encrypted_dns(cap: Capture) -> None:
     cap.wait(0.3)
     dns(cap, "pypi.org", [PYPI])
     https(cap, PYPI, "pypi.org")                            # ordinary TLS
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def s_proxies(cap: Capture) -> None:
+    # SOCKS5 (RFC 1928) CONNECT pypi.org:443 through the job's proxy, then TLS inside.
+    dns(cap, "proxy.corp.example", [PROXY])
+    t = Tcp(cap, PROXY, 1080).handshake().send(b"\x05\x01\x00").recv(b"\x05\x00")
+    t.send(b"\x05\x01\x00\x03\x08pypi.org\x01\xbb").recv(b"\x05\x00\x00\x01" + bytes(6))
+    t.send(tls_record(client_hello("pypi.org", seed=cap.name))).recv(server_flight(cap)).close()
+    cap.wait(0.3)
+    # A SOCKS preamble sent straight to pypi.org's address on 443, then the ClientHello.
+    dns(cap, "pypi.org", [PYPI])
+    t = Tcp(cap, PYPI, 443).handshake()
+    t.send(b"\x05\x01\x00\x05\x01\x00\x03\x08pypi.org\x01\xbb"
+           + tls_record(client_hello("pypi.org", seed=cap.name + "2")))
+    t.recv(server_flight(cap)).close()
+    cap.wait(0.3)
+    # Cleartext HTTP/2 with prior knowledge: :authority names it as a Host would.
+    dns(cap, "download.pytorch.org", [PYTORCH])
+    enc = hpack.Encoder()
+    req = enc.encode([(":method", "GET"), (":scheme", "http"),
+                      (":authority", "download.pytorch.org"), (":path", "/whl/cpu/")])
+    t = Tcp(cap, PYTORCH, 80).handshake()
+    t.send(H2_PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x5, 1, req))
+    t.recv(h2_frame(4, 0, 0, b"") + h2_frame(1, 0x4, 1, hpack.Encoder().encode([(":status", "200")]))
+           + h2_frame(0, 0x1, 1, b"ok\n")).close()
+    cap.wait(0.3)
+    # DNS over HTTPS in cleartext HTTP/2 (RFC 8484 POST): raised, and its DNS decoded.
+    dns(cap, "dns.google", [GOOGLE_DNS])
+    query = DNS(id=0, rd=1, qd=DNSQR(qname="hidden.exfil.example"))
+    answer = DNS(id=0, qr=1, rd=1, ra=1, qd=DNSQR(qname="hidden.exfil.example"),
+                 an=DNSRR(rrname="hidden.exfil.example", type="A", rdata=DIRECT, ttl=60))
+    req = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"), (":authority", "dns.google"),
+                                  (":path", "/dns-query"), ("content-type", "application/dns-message")])
+    resp = hpack.Encoder().encode([(":status", "200"), ("content-type", "application/dns-message")])
+    t = Tcp(cap, GOOGLE_DNS, 80).handshake()
+    t.send(H2_PREFACE + h2_frame(4, 0, 0, b"") + h2_frame(1, 0x4, 1, req) + h2_frame(0, 0x1, 1, bytes(query)))
+    t.recv(h2_frame(4, 0, 0, b"") + h2_frame(1, 0x4, 1, resp) + h2_frame(0, 0x1, 1, bytes(answer))).close()
 
 
 def s_sni_mismatch(cap: Capture) -> None:

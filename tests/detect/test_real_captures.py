@@ -32,8 +32,13 @@ EXPECTED = {
     "dnstunnel-dnsexfiltrator.pcap": TUNNEL,
     "dnstunnel-iodine-null.pcap": TUNNEL,
     "dnstunnel-sods.pcap": TUNNEL,
-    "doh-h2c-cleartext.pcap": {"encrypted_dns", "direct_ip"},
+    # :authority dns.google names it (h2c); no lookup of dns.google in the capture.
+    "doh-h2c-cleartext.pcap": {"encrypted_dns"} | UNRESOLVED,
     "http-connect-proxy-tls-ipv6-loopback.pcap": set(),
+    # Loopback (not egress unless judge_loopback): nothing is judged.
+    "socks-curl-dante-v4-v4a-v5-tls.pcap": set(),
+    "socks5-userpass-curl-microsocks-tls.pcap": set(),
+    "h2c-prior-knowledge-nghttp.pcap": set(),
     "http-ipv4-and-ipv6.pcapng": set(),
     "http-sll-log4shell.pcap": set(),
     "http-vlan120-host-with-port.pcap": set(),
@@ -102,9 +107,10 @@ def test_tunnel_key_and_reason(name):
     assert tunnel[0].severity in ("high", "critical")
 
 
-def test_doh_h2c_is_seen_by_the_resolver_address_only():
+def test_doh_h2c_is_seen_by_its_requests():
     enc = [f for f in findings("doh-h2c-cleartext.pcap") if f.detector == "encrypted_dns"]
-    assert [(f.key, f.evidence["via"], f.evidence.get("name")) for f in enc] == [("8.8.4.4", "doh_resolver_ip", None)]
+    assert [(f.key, f.evidence["via"], f.evidence.get("name")) for f in enc] == [
+        ("8.8.4.4", "doh_request", "dns.google")]
 
 
 def test_bypass_is_silent_when_the_capture_resolver_is_configured():

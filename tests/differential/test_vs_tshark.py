@@ -52,11 +52,9 @@ KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {
                "names the ASCII characters must match and each non-ASCII character of "
                "tshark's matches a run of escaped bytes of ours",
     },
-    "doh-h2c-cleartext.pcap": {
-        "dns": "tshark decodes 4 DNS responses inside HTTP/2 (DoH over h2c); we decode DNS on "
-               "UDP/TCP only, so the comparison is narrowed to carriers udp/tcp (both empty)",
-    },
 }
+# DNS carriers compared: on UDP/TCP and inside cleartext HTTP/2 (DoH over h2c, track.h2c).
+DNS_CARRIERS = ("udp", "tcp", "http2")
 TIME_TOLERANCE = 0.001  # seconds, for matching a conversation's start
 
 
@@ -164,7 +162,8 @@ def test_sni_matches_tshark(capture, replay_dir):
             continue
         ours[key] = str(sni).lower().rstrip(".")
         src = get(ev, "egress_auditor.name_source")
-        want = "quic_sni" if key.transport == "udp" else "sni"
+        # Through a SOCKS proxy the flow is named `socks` (the SNI is recorded all the same).
+        want = "quic_sni" if key.transport == "udp" else "socks" if get(ev, "egress_auditor.socks") else "sni"
         if src != want:
             bad_source.append(f"  flow {key}: name_source {src!r}, expected {want!r}")
     assert ours == theirs, _diff(capture, "TLS/QUIC SNIs", theirs, ours)
@@ -182,6 +181,18 @@ def test_first_http_host_matches_tshark(capture, replay_dir):
         if dom and key is not None and key not in ours:
             ours[key] = ts.normalise_host(str(dom))
     assert ours == theirs, _diff(capture, "first HTTP Host per flow", theirs, ours)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_socks_targets_match_tshark(capture, replay_dir):
+    """egress_auditor.socks (version, target, port) = tshark's first SOCKS request per flow."""
+    theirs = ts.socks_targets(path(capture))
+    ours = {}
+    for ev in flows(replay(capture, replay_dir)):
+        socks, key = get(ev, "egress_auditor.socks"), our_key(ev)
+        if socks and key is not None and key not in ours:
+            ours[key] = (socks["version"], socks["target"], socks["target_port"])
+    assert ours == theirs, _diff(capture, "SOCKS targets", theirs, ours)
 
 
 def _our_dns(ev) -> tuple:
@@ -213,14 +224,14 @@ def _non_ascii_match(tname: str, oname: str) -> bool:
 def test_dns_answer_sets_match_tshark(capture, replay_dir):
     responses = ts.dns_responses(path(capture))
     carriers = Counter(r.carrier for r in responses)
-    other = {c: n for c, n in carriers.items() if c not in ("udp", "tcp")}
+    other = {c: n for c, n in carriers.items() if c not in DNS_CARRIERS}
     assert not other or known(capture, "dns"), (
         f"{capture}: tshark decodes DNS over {other}; add a KNOWN_DIFFERENCES entry or decode it")
     ours_raw = [_our_dns(e) for e in replay(capture, replay_dir) if action(e) == "dns"]
     with_id = bool(ours_raw) and all(i is not None for i, _n, _a in ours_raw)
     strip = (lambda t: t) if with_id else (lambda t: t[1:])
     theirs = Counter(strip((r.id, r.name, r.answers)) for r in responses
-                     if r.carrier in ("udp", "tcp"))
+                     if r.carrier in DNS_CARRIERS)
     ours = Counter(strip((int(i) if i is not None else None, n, a)) for i, n, a in ours_raw)
     missing, extra = theirs - ours, ours - theirs
     if known(capture, "dns") and missing:  # non-ASCII names: pair by id/answers + pattern
@@ -285,7 +296,7 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
 # --------------------------------------------------------------------------- harness itself
 
 def test_harness_covers_every_capture():
-    assert len(_REAL_CAPTURES) == 40, _REAL_CAPTURES
+    assert len(_REAL_CAPTURES) == 43, _REAL_CAPTURES   # 40 third-party + 3 recorded here (SOURCES.md)
     for name in _CRAFTED_CAPTURES:        # each crafted capture has its generator beside it
         assert (CRAFTED / "SOURCES.md").read_text().count(name), name
     for cap in KNOWN_DIFFERENCES:
@@ -364,6 +375,19 @@ def test_harness_doh_is_reported_as_http2():
     doh = ts.dns_responses(REAL / "doh-h2c-cleartext.pcap")
     assert len(doh) == 4 and {r.carrier for r in doh} == {"http2"}
     assert ts.dns_answer_sets(REAL / "doh-h2c-cleartext.pcap") == Counter()
+    assert sum(ts.dns_answer_sets(REAL / "doh-h2c-cleartext.pcap", carriers=None).values()) == 4
+    assert set(ts.first_http_host_by_flow(REAL / "doh-h2c-cleartext.pcap").values()) == {"dns.google"}
+
+
+def test_harness_socks_and_h2c():
+    """What SOURCES.md says the proxy captures recorded here hold."""
+    dante = ts.socks_targets(REAL / "socks-curl-dante-v4-v4a-v5-tls.pcap")
+    assert sorted(dante.values()) == [(4, "127.0.0.1", 8443), (4, "localhost", 8443),
+                                      (5, "127.0.0.1", 8443), (5, "localhost", 8443)]
+    assert sorted(ts.sni_by_flow(REAL / "socks-curl-dante-v4-v4a-v5-tls.pcap").values()) == ["localhost"] * 3
+    micro = ts.socks_targets(REAL / "socks5-userpass-curl-microsocks-tls.pcap")
+    assert list(micro.values()) == [(5, "localhost", 8443)]
+    assert list(ts.first_http_host_by_flow(REAL / "h2c-prior-knowledge-nghttp.pcap").values()) == ["localhost"]
 
 
 def test_harness_http_hosts():

@@ -126,6 +126,15 @@ CASES = [
          findings={"dns_resolver_bypass": {"8.8.8.8"}}, unasserted=("direct_ip",)),
     Case("encrypted_dns", "encrypted_dns", flows={(PYPI, 443, "tcp"): F("allowed", "fqdn", "pypi")},
          findings={"encrypted_dns": {"1.1.1.1", "8.8.4.4"}}),
+    # SOCKS flows are judged as the firewall sees them (the proxy, no SNI at the start): never
+    # an FQDN allow; h2c :authority names a flow as a Host; cleartext DoH is raised and decoded.
+    Case("proxies", "proxies", flows={
+        ("96.7.128.199", 1080, "tcp"): F("denied", "fqdn_port_not_supported", "pypi",
+                                         name_source="socks", domain="pypi.org"),
+        (PYPI, 443, "tcp"): F("denied", "fqdn_needs_sni_or_host", "pypi", name_source="socks"),
+        (PYTORCH, 80, "tcp"): F("allowed", "fqdn", "pytorch-download", name_source="http_host"),
+        ("8.8.4.4", 80, "tcp"): F("denied", "no_matching_rule", domain="dns.google")},
+         findings={"encrypted_dns": {"8.8.4.4"}}),
     Case("sni_mismatch", "sni_mismatch", findings={"sni_mismatch": {"185.199.108.153"}}),
     Case("bulk_upload", "bulk_upload", flows={
         ("10.1.1.5", 443, "tcp"): F("allowed", "private_endpoint", "acct-blob"),

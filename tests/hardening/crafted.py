@@ -129,3 +129,30 @@ def flows_to(report, ip: str) -> list[dict]:
 
 def detectors(report) -> set[str]:
     return {f["rule"]["name"] for f in report.findings}
+
+
+# -- proxies and cleartext HTTP/2 ------------------------------------------------------------
+
+def socks5(host: bytes, port: int = 443, userpass: tuple[bytes, bytes] | None = None) -> bytes:
+    """A SOCKS5 client handshake (greeting, RFC 1929 if asked, CONNECT with a domain)."""
+    if userpass:
+        user, pw = userpass
+        return (b"\x05\x01\x02" + b"\x01" + bytes([len(user)]) + user + bytes([len(pw)]) + pw
+                + b"\x05\x01\x00\x03" + bytes([len(host)]) + host + port.to_bytes(2, "big"))
+    return b"\x05\x01\x00\x05\x01\x00\x03" + bytes([len(host)]) + host + port.to_bytes(2, "big")
+
+
+def socks4a(host: bytes, port: int = 443, user: bytes = b"job") -> bytes:
+    return b"\x04\x01" + port.to_bytes(2, "big") + b"\x00\x00\x00\x01" + user + b"\x00" + host + b"\x00"
+
+
+def h2_frame(ftype: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def h2_request(encoder, headers: list[tuple[str, str]], stream: int = 1, end_stream: bool = True) -> bytes:
+    """A HEADERS frame (END_HEADERS) encoded with `encoder` (an hpack.Encoder)."""
+    return h2_frame(1, 0x4 | (0x1 if end_stream else 0), stream, encoder.encode(headers))
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b"")

@@ -16,6 +16,7 @@ import random
 import struct
 from pathlib import Path
 
+import hpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,6 +88,28 @@ def _http(payload: bytes) -> None:
     feed(tcp_flow_with(payload, 80))
 
 
+def _socks(payload: bytes) -> None:
+    feed(tcp_flow_with(b"\x05" + payload, 1080))
+    feed(tcp_flow_with(b"\x04\x01" + payload, 1080))
+    feed(tcp_flow_with(b"\x05\x01\x00\x05\x01\x00\x03\x04a.bc\x01\xbb\x16\x03\x01" + payload, 1080))
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def _h2c(payload: bytes) -> None:
+    """After the preface: noise, and noise inside a HEADERS frame (HPACK) and a DATA frame
+    answering a DoH request, from both ends."""
+    headers = len(payload).to_bytes(3, "big") + b"\x01\x05\x00\x00\x00\x01" + payload
+    block = hpack.Encoder().encode([(":method", "POST"), (":path", "/dns-query")])
+    doh = len(block).to_bytes(3, "big") + b"\x01\x04\x00\x00\x00\x01" + block   # a DoH POST, open
+    doh += len(payload).to_bytes(3, "big") + b"\x00\x01\x00\x00\x00\x01" + payload  # its body
+    frames = tcp_flow_with(H2_PREFACE + payload, 80) + tcp_flow_with(H2_PREFACE + headers, 80)
+    reply = ETH_IN + ipv4(SERVER, NODE, 6, tcp(80, 40000, 0x18, seq=5001, payload=payload))
+    feed(frames + [reply])
+    feed(tcp_flow_with(H2_PREFACE + doh, 80) + [reply])
+
+
 def _quic(payload: bytes) -> None:
     feed([ETH_OUT + ipv4(NODE, SERVER, 17, udp(40001, 443, b"\xc0\x00\x00\x00\x01" + payload)),
           ETH_OUT + ipv4(NODE, SERVER, 17, udp(40001, 443, b"\xc3" + payload))])
@@ -96,7 +119,9 @@ BODIES = {"l2_l4": (_l2_l4, st.binary(min_size=14, max_size=200)),
           "dns": (_dns, st.binary(max_size=300)),
           "tls": (_tls, st.binary(max_size=300)),
           "http": (_http, st.binary(max_size=300)),
-          "quic": (_quic, st.binary(max_size=300))}
+          "quic": (_quic, st.binary(max_size=300)),
+          "socks": (_socks, st.binary(max_size=300)),
+          "h2c": (_h2c, st.binary(max_size=300))}
 
 
 def _make(name: str, long: bool):
@@ -110,11 +135,15 @@ test_fuzz_dns = _make("dns", False)
 test_fuzz_tls = _make("tls", False)
 test_fuzz_http = _make("http", False)
 test_fuzz_quic = _make("quic", False)
+test_fuzz_socks = _make("socks", False)
+test_fuzz_h2c = _make("h2c", False)
 test_fuzz_l2_l4_long = _make("l2_l4", True)
 test_fuzz_dns_long = _make("dns", True)
 test_fuzz_tls_long = _make("tls", True)
 test_fuzz_http_long = _make("http", True)
 test_fuzz_quic_long = _make("quic", True)
+test_fuzz_socks_long = _make("socks", True)
+test_fuzz_h2c_long = _make("h2c", True)
 
 
 # -- crafted hostile units ---------------------------------------------------------------

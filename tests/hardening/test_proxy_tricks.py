@@ -1,0 +1,210 @@
+"""A job on the node that talks through a proxy, or poses as one: SOCKS preambles to
+servers that are no proxy, SOCKS targets that differ from the SNI sent after them, greetings
+cut into one-byte segments, and cleartext HTTP/2 carrying DNS (DoH) or HPACK bombs. The
+managed network's firewall sees a SOCKS flow as a TCP connection to the proxy with no SNI or
+Host at its start, so no SOCKS flow is allowed by an FQDN rule (docs/hardening.md)."""
+from __future__ import annotations
+
+import base64
+
+import dns.message
+import dns.rrset
+import hpack
+
+from auditor.events import DnsAnswered, DnsQuery, FlowNamed
+from auditor.telemetry import Layer, Table
+from auditor.track import h2c
+from tests.hardening.crafted import (H2_PREFACE, NODE, SERVER, Conn, detectors, flows_to, h2_frame,
+                                     h2_request, hello, run, socks4a, socks5)
+from tests.util import run as run_pipeline
+
+DOH = "8.8.4.4"
+
+
+def _flow(tmp_path, packets, server=SERVER) -> dict:
+    (flow,) = flows_to(run(tmp_path, packets), server)
+    return flow
+
+
+# -- SOCKS -----------------------------------------------------------------------------------
+
+def test_a_socks_flow_is_named_by_its_target_and_never_allowed_by_fqdn(tmp_path):
+    c = Conn(dport=1080).handshake().send(socks5(b"pypi.org")).reply(b"\x05\x00")
+    c.reply(b"\x05\x00\x00\x01" + bytes(6)).send(hello(b"pypi.org")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    ea = flow["egress_auditor"]
+    assert (flow["destination"]["domain"], ea["name_source"]) == ("pypi.org", "socks")
+    assert ea["socks"] == {"version": 5, "command": "connect", "target": "pypi.org", "target_port": 443}
+    assert flow["tls"]["client"]["server_name"] == "pypi.org"
+    assert (ea["verdict"], ea["reason"]) == ("denied", "fqdn_port_not_supported")
+
+
+def test_a_socks_preamble_to_a_tls_port_does_not_pass_for_the_sni_behind_it(tmp_path):
+    c = Conn(dport=443).handshake().send(socks5(b"pypi.org") + hello(b"pypi.org")).ack().close()
+    ea = _flow(tmp_path, c.packets)["egress_auditor"]
+    assert (ea["verdict"], ea["reason"], ea["name_source"]) == ("denied", "fqdn_needs_sni_or_host", "socks")
+    plain = Conn(sport=40001).handshake().send(hello(b"pypi.org")).ack().close()
+    assert _flow(tmp_path, plain.packets)["egress_auditor"]["verdict"] == "allowed"   # control
+
+
+def test_the_socks_target_names_the_flow_not_the_sni_sent_through_it(tmp_path):
+    c = Conn(dport=1080).handshake().send(socks4a(b"evil.example") + hello(b"pypi.org")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    assert flow["destination"]["domain"] == "evil.example"
+    assert flow["tls"]["client"]["server_name"] == "pypi.org"           # kept as evidence
+    assert flow["egress_auditor"]["socks"]["target"] == "evil.example"
+
+
+def test_an_address_target_is_named_by_the_sni_inside(tmp_path):
+    req = b"\x05\x01\x00\x05\x01\x00\x01\x5d\xb8\xd8\x22\x01\xbb"
+    c = Conn(dport=1080).handshake().send(req + hello(b"files.example")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    assert (flow["destination"]["domain"], flow["egress_auditor"]["name_source"]) == ("files.example", "socks")
+    assert flow["egress_auditor"]["socks"]["target"] == "93.184.216.34"
+
+
+def test_a_handshake_in_one_byte_segments_names_the_flow_as_one_segment(tmp_path):
+    wire = socks5(b"pypi.org", userpass=(b"u", b"p")) + hello(b"files.example")
+    whole = Conn(dport=1080).handshake().send(wire).ack().close()
+    split = Conn(dport=1080, sport=40002).handshake().send(wire, seg=1).ack().close()
+    a, b = _flow(tmp_path, whole.packets), _flow(tmp_path, split.packets)
+    for f in (a, b):
+        assert f["destination"]["domain"] == "pypi.org"
+        assert f["tls"]["client"]["server_name"] == "files.example"
+
+
+def test_an_invalid_socks_domain_names_nothing_and_is_kept(tmp_path):
+    c = Conn(dport=1080).handshake().send(socks5("ｐｙｐｉ.org".encode()) + hello(b"pypi.org")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    assert flow["destination"].get("domain") is None
+    assert flow["egress_auditor"]["invalid_name"] == "ｐｙｐｉ.org"
+
+
+def test_garbage_after_a_socks_first_byte_is_counted_malformed():
+    c = Conn(dport=1080).handshake().send(b"\x05\x01\x00\x05\x01\x00\x09junk").ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert pipe.telemetry.malformed[Layer.SOCKS] == 1
+    (named,) = rec.of(FlowNamed)
+    assert named.flow.socks is None and named.flow.name_source == "none"
+
+
+# -- cleartext HTTP/2: DoH -------------------------------------------------------------------
+
+def _doh_post(name: str, split_body: bool = True) -> tuple[Conn, bytes]:
+    query = dns.message.make_query(name, "A")
+    query.id = 0
+    wire = query.to_wire()
+    enc = hpack.Encoder()
+    req = h2_request(enc, [(":method", "POST"), (":scheme", "http"), (":authority", "dns.google"),
+                           (":path", "/dns-query"), ("content-type", "application/dns-message")],
+                     end_stream=False)
+    half = len(wire) // 2 if split_body else len(wire)
+    body = h2_frame(0, 0, 1, wire[:half]) + h2_frame(0, 1, 1, wire[half:])
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text(name + ".", 300, "IN", "A", "203.0.113.7"))
+    senc = hpack.Encoder()
+    answer = response.to_wire()
+    reply = (h2_frame(4, 0, 0, b"") + h2_request(senc, [(":status", "200"),
+             ("content-type", "application/dns-message")], end_stream=False)
+             + h2_frame(0, 0, 1, answer[:10]) + h2_frame(0, 1, 1, answer[10:]))
+    c = Conn(server=DOH, dport=80).handshake().send(H2_PREFACE + req).send(body, seg=7)
+    return c, reply
+
+
+def test_doh_over_h2c_is_decoded_as_dns_and_raised():
+    c, reply = _doh_post("secret-data.exfil.example")
+    c.ack().reply(reply[:20]).reply(reply[20:]).close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    (query,) = rec.of(DnsQuery)
+    assert query.message.questions[0][0] == "secret-data.exfil.example"
+    (answer,) = rec.of(DnsAnswered)
+    assert answer.solicited and "203.0.113.7" in answer.chains
+    (named,) = rec.of(FlowNamed)
+    assert (named.flow.domain, named.flow.name_source, named.flow.doh) == ("dns.google", "http_host", True)
+
+
+def test_doh_get_is_raised_as_doh_request(tmp_path):
+    query = dns.message.make_query("example.com", "A").to_wire()
+    path = "/dns-query?dns=" + base64.urlsafe_b64encode(query).decode().rstrip("=")
+    req = h2_request(hpack.Encoder(), [(":method", "GET"), (":scheme", "http"),
+                                       (":authority", "doh.internal.example"), (":path", path)])
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + req).ack().close()
+    report = run(tmp_path, c.packets)
+    (f,) = [f for f in report.findings if f["rule"]["name"] == "encrypted_dns"]
+    assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
+
+
+def test_hpack_bomb_and_continuation_flood_are_bounded():
+    big = hpack.Encoder().encode([("x-bomb", "b" * 4000)])
+    bomb = h2_frame(1, 0x4, 1, big + b"\xbe" * 12000)
+    flood = h2_frame(1, 0, 3, b"") + b"".join(h2_frame(9, 0, 3, b"\xbe" * 1000) for _ in range(40))
+    for sport, attack in ((40010, bomb), (40011, flood)):
+        c = Conn(server=DOH, dport=80, sport=sport).handshake().send(H2_PREFACE + attack).ack().close()
+        pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+        assert pipe.telemetry.malformed[Layer.HTTP] == 1
+        assert pipe.tracker.budget.held == 0
+        (named,) = rec.of(FlowNamed)
+        assert named.flow.http_host is None
+
+
+def test_a_body_larger_than_any_dns_message_is_dropped():
+    enc = hpack.Encoder()
+    req = h2_request(enc, [(":method", "POST"), (":authority", "dns.google"), (":path", "/dns-query")],
+                     end_stream=False)
+    body = b"".join(h2_frame(0, 0, 1, b"q" * 16000) for _ in range(5)) + h2_frame(0, 1, 1, b"")
+    c = Conn(server=DOH, dport=80).handshake().send(H2_PREFACE + req + body).ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert rec.of(DnsQuery) == [] and pipe.telemetry.malformed[Layer.DNS] == 1
+
+
+def test_a_connection_is_followed_for_at_most_max_bytes(monkeypatch):
+    monkeypatch.setattr(h2c, "MAX_BYTES", 2000)
+    enc = hpack.Encoder()
+    req = h2_request(enc, [(":method", "GET"), (":authority", "example.org"), (":path", "/")])
+    pings = b"".join(h2_frame(6, 0, 0, bytes(8)) for _ in range(200))
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + req).send(pings).ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] == 1
+    assert pipe.tracker.budget.held == 0
+    assert rec.of(FlowNamed)[0].flow.http_host == "example.org"
+
+
+def test_tls_through_a_resolved_socks_proxy_is_no_sni_mismatch(tmp_path):
+    from tests.hardening.crafted import dns_pair
+    c = Conn(dport=1080).handshake().send(socks5(b"pypi.org") + hello(b"pypi.org")).ack().close()
+    report = run(tmp_path, [*dns_pair("proxy.corp.example", SERVER), *c.packets])
+    assert "sni_mismatch" not in detectors(report)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["dns_chain"] == ["proxy.corp.example"]
+
+
+def test_header_block_bytes_are_capped_per_connection(monkeypatch):
+    """HPACK is the costly part: many small requests stop being read after MAX_HEADER_BYTES."""
+    monkeypatch.setattr(h2c, "MAX_HEADER_BYTES", 3000)
+    enc = hpack.Encoder()
+    reqs = b"".join(h2_request(enc, [(":method", "GET"), (":authority", "example.org"),
+                                     (":path", f"/{'x' * 100}{i}")], stream=2 * i + 1)
+                    for i in range(100))
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + reqs).ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] == 1 and pipe.tracker.budget.held == 0
+    assert rec.of(FlowNamed)[0].flow.http_host == "example.org"
+
+
+def test_doh_after_an_innocent_first_request_is_still_raised(tmp_path):
+    enc = hpack.Encoder()
+    first = h2_request(enc, [(":method", "GET"), (":authority", "www.example.org"), (":path", "/")])
+    query = dns.message.make_query("example.com", "A").to_wire()
+    path = "/q?dns=" + base64.urlsafe_b64encode(query).decode().rstrip("=")
+    second = h2_request(enc, [(":method", "GET"), (":authority", "www.example.org"), (":path", path)],
+                        stream=3)
+    c = Conn(server=SERVER, dport=80).handshake().send(H2_PREFACE + first).ack().send(second).ack().close()
+    (f,) = [f for f in run(tmp_path, c.packets).findings if f["rule"]["name"] == "encrypted_dns"]
+    assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
+
+
+def test_doh_over_http1_is_raised_by_its_path(tmp_path):
+    c = Conn(server=SERVER, dport=80).handshake().send(
+        b"GET /dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE HTTP/1.1\r\nHost: r.example\r\n\r\n")
+    (f,) = [f for f in run(tmp_path, c.ack().close().packets).findings if f["rule"]["name"] == "encrypted_dns"]
+    assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
