@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
-from auditor.decode.packet import Fragment, Packet, decode_l4
+from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4
+from auditor.decode.tunnel import layers as tunnel_layers
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Table, Telemetry
@@ -76,7 +77,9 @@ class Tracker:
             self.tick(ts)
         flags = pkt.tcp_flags  # 0 unless TCP
         # Fast path: a known flow and no SYN (a SYN may start a new flow on a closed 5-tuple).
-        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if pkt.tunnel is not None:      # inside a tunnel: never the node's own flow
+            key += (pkt.tunnel.scope,)
         flow = self._by_client_key(key)
         if flow is not None and not flags & SYN:
             from_client = True
@@ -128,6 +131,18 @@ class Tracker:
             watch.release()                     # the server has what it will act on
             st.watch = None
 
+    def tunnel(self, t: Tunnel) -> None:
+        """A packet that carries another: the carrier and every packet inside it are
+        tracked (each inner one scoped by its encapsulation), malformed layers counted."""
+        for layer in tunnel_layers(t):
+            cls = layer.__class__
+            if cls is Packet or cls is Tunnel:
+                self.packet(layer)
+            elif cls is Fragment:
+                self.fragment(layer)
+            else:
+                self.telemetry.bad(layer)
+
     def fragment(self, frag: Fragment) -> None:
         """One IP fragment; the reassembled datagram is tracked as one packet whose bytes are
         all its fragments' and whose frame count is the number of fragments."""
@@ -136,10 +151,15 @@ class Tracker:
             return
         data, frames, ip_len = done
         pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
-        if pkt.__class__ is not Packet:
+        cls = pkt.__class__
+        if cls is not Packet and cls is not Tunnel:
             self.telemetry.bad(pkt if isinstance(pkt, Layer) else Layer.IP)
             return
-        self.packet(pkt)
+        pkt.tunnel = frag.tunnel
+        if cls is Tunnel:
+            self.tunnel(pkt)
+        else:
+            self.packet(pkt)
         flow, from_client = self.flows.lookup(pkt)
         if from_client:
             flow.c_packets += frames - 1
@@ -179,7 +199,7 @@ class Tracker:
 
     # -- flow lifecycle -------------------------------------------------------------
     def _started(self, flow: Flow) -> None:
-        _, client, _, server, _ = flow.key
+        client, server = flow.key[1], flow.key[3]
         # The node talking to itself (loopback, or one of its own addresses to itself) is
         # not egress unless `judge_loopback` says so.
         flow.egress = client in self.node_networks and (
