@@ -42,9 +42,11 @@ _KIND_BY_PROTO = {4: "ip-in-ip", 41: "ipv6-in-ip", 47: "gre"}
 class Encap:
     """One encapsulation hop and the hops outside it. `src`/`dst` are the carrier's packed
     addresses (None for MPLS), `ident` the VNI, GRE key or bottom MPLS label (None when the
-    header has none). `scope` identifies the tunnel the same way in both directions (the
-    addresses as an unordered pair; the MPLS label is left out as labels differ per
-    direction): it is what the flow key and the DNS state of an inner flow are scoped by."""
+    header has none). `scope` identifies the tunnel the same way in both directions: each
+    hop's kind and addresses as an unordered pair. The VNI/key/label is recorded but left
+    out: real tunnels use a different one per direction (MPLS always, OVS Geneve/VXLAN
+    often), and a flow must not split in two halves. It is what the flow key, the
+    fragment key and the DNS state of an inner flow are scoped by."""
     __slots__ = ("kind", "ident", "src", "dst", "parent", "depth", "scope")
 
     def __init__(self, kind: str, ident: int | None, src: bytes | None, dst: bytes | None,
@@ -55,7 +57,7 @@ class Encap:
         if src is None or dst is None:
             self.scope: tuple = (*outer, kind)
         else:
-            self.scope = (*outer, kind, ident, *((src, dst) if src <= dst else (dst, src)))
+            self.scope = (*outer, kind, *((src, dst) if src <= dst else (dst, src)))
 
     def reversed(self) -> Encap:
         """The same chain seen from the other end (outer source and destination swapped)."""
