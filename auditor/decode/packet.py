@@ -365,14 +365,16 @@ def _nflog(frame, ts):
     """LINKTYPE_NFLOG: a 4-byte header (address family, version, resource id), then
     netlink TLVs (length incl. the 4-byte TLV header, type; host byte order, 4-byte
     aligned) up to NFULA_PAYLOAD, which holds the IP packet. The byte order is the
-    capturing host's: little-endian unless that gives an impossible first length."""
+    capturing host's: little-endian unless that gives an impossible first TLV."""
     n = len(frame)
     if n < 4:
         return _LINK
     fam = frame[0]
     if fam != _NFPROTO_IPV4 and fam != _NFPROTO_IPV6:
         return None           # bridge/ARP families: no IP header to read
-    little = n < 8 or 4 <= (frame[4] | frame[5] << 8) <= n - 4
+    # A big-endian TLV read little-endian has a length and a type >= 256: impossible here.
+    little = n < 8 or (4 <= (frame[4] | frame[5] << 8) <= n - 4
+                       and (frame[6] | frame[7] << 8) & 0x3FFF < 0x100)
     off = 4
     while off + 4 <= n:
         if little:
