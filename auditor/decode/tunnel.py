@@ -53,11 +53,13 @@ class Encap:
                  parent: Encap | None) -> None:
         self.kind, self.ident, self.src, self.dst, self.parent = kind, ident, src, dst, parent
         self.depth: int = 1 if parent is None else parent.depth + 1
-        outer = () if parent is None else parent.scope
+        # bytes, not a tuple: a bytes object caches its hash, and the scope is hashed as
+        # part of the flow key on every inner packet. Kind code, address length, addresses.
+        head = (b"" if parent is None else parent.scope) + bytes((_KIND_CODES[kind],))
         if src is None or dst is None:
-            self.scope: tuple = (*outer, kind)
+            self.scope: bytes = head + b"\0"
         else:
-            self.scope = (*outer, kind, *((src, dst) if src <= dst else (dst, src)))
+            self.scope = head + bytes((len(src),)) + (src + dst if src <= dst else dst + src)
 
     def reversed(self) -> Encap:
         """The same chain seen from the other end (outer source and destination swapped)."""
@@ -75,6 +77,26 @@ class Encap:
 
     def __repr__(self) -> str:
         return "/".join(f"{h.kind}{'' if h.ident is None else f'[{h.ident}]'}" for h in self.chain())
+
+
+_KIND_CODES = {k: i for i, k in enumerate(
+    ("vxlan", "geneve", "teredo", "gre", "ip-in-ip", "ipv6-in-ip", "mpls"), 1)}
+_HOPS: dict[tuple, Encap] = {}
+_MAX_HOPS = 4096
+
+
+def _hop(kind: str, ident: int | None, src: bytes | None, dst: bytes | None,
+         parent: Encap | None) -> Encap:
+    """The `Encap` for these values, shared by every packet of one tunnel (its scope and
+    the scope's hash are computed once). Bounded: a flood of made-up tunnels only clears
+    the cache, and equal scopes compare equal whichever object holds them."""
+    key = (kind, ident, src, dst, parent)
+    hop = _HOPS.get(key)
+    if hop is None:
+        if len(_HOPS) >= _MAX_HOPS:
+            _HOPS.clear()
+        hop = _HOPS[key] = Encap(kind, ident, src, dst, parent)
+    return hop
 
 
 def layers(t: Tunnel) -> list:
@@ -118,7 +140,9 @@ def _open(t: Tunnel, parent: Encap | None):
         if kind == "vxlan":
             if len(data) < 8:
                 return _TUNNEL, None
-            hop = Encap("vxlan", int.from_bytes(data[4:7], "big"), t.src, t.dst, parent)
+            hop = _hop("vxlan", int.from_bytes(data[4:7], "big"), t.src, t.dst, parent)
+            if len(data) >= 22 and data[20] == 8 and data[21] == 0:   # the usual: IPv4
+                return packet._ipv4(data, 22, ts), hop
             return packet.ethernet(data, 8, ts), hop
         if kind == "geneve":
             if len(data) < 8:
@@ -126,16 +150,16 @@ def _open(t: Tunnel, parent: Encap | None):
             hlen = 8 + ((data[0] & 0x3F) << 2)
             if len(data) < hlen:
                 return _TUNNEL, None
-            hop = Encap("geneve", int.from_bytes(data[4:7], "big"), t.src, t.dst, parent)
+            hop = _hop("geneve", int.from_bytes(data[4:7], "big"), t.src, t.dst, parent)
             return packet.by_ethertype(data, hlen, (data[2] << 8) | data[3], ts), hop
         if kind == "teredo":
-            return _teredo(data, ts), Encap("teredo", None, t.src, t.dst, parent)
+            return _teredo(data, ts), _hop("teredo", None, t.src, t.dst, parent)
         return None, None              # the port set changed under us: nothing to open
     hop_kind = _KIND_BY_PROTO[proto]
     if proto == 4:
-        return packet._ipv4(data, 0, ts), Encap(hop_kind, None, t.src, t.dst, parent)
+        return packet._ipv4(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
     if proto == 41:
-        return packet._ipv6(data, 0, ts), Encap(hop_kind, None, t.src, t.dst, parent)
+        return packet._ipv6(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
     return _gre(t, data, ts, parent)
 
 
@@ -178,7 +202,7 @@ def _gre(t: Tunnel, data: bytes, ts: float, parent: Encap | None):
         return _TUNNEL, None
     if off > len(data):
         return _TUNNEL, None
-    hop = Encap("gre", key, t.src, t.dst, parent)
+    hop = _hop("gre", key, t.src, t.dst, parent)
     if ptype == _GRE_PPP:
         if off == len(data):           # PPTP: a bare acknowledgment carries no packet
             return None, hop
@@ -207,7 +231,7 @@ def _mpls(data: bytes, ts: float, parent: Encap | None):
         entry = int.from_bytes(data[off:off + 4], "big")
         off += 4
         if entry & 0x100:              # bottom of stack
-            hop = Encap("mpls", entry >> 12, None, None, parent)
+            hop = _hop("mpls", entry >> 12, None, None, parent)
             if len(data) <= off:
                 return _TUNNEL, None
             nibble = data[off] >> 4

@@ -172,7 +172,7 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
     if tunnel is not None:
         # Oriented like the flow: the first outer source is on the client's side.
         flow.tunnel = tunnel if from_src else tunnel.reversed()
-        flow.name_scope = "%" + repr(tunnel.scope)
+        flow.name_scope = "%" + tunnel.scope.hex()
     if (pkt.proto == ICMP or pkt.proto == ICMP6) and len(pkt.payload) >= 2:
         flow.icmp_type, flow.icmp_code = pkt.payload[0], pkt.payload[1]
     return flow
