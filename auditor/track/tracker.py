@@ -136,12 +136,43 @@ class Tracker:
         tracked (each inner one scoped by its encapsulation), malformed layers counted."""
         for layer in tunnel_layers(t):
             cls = layer.__class__
-            if cls is Packet or cls is Tunnel:
+            if cls is Tunnel:
+                self._carrier(layer)
+            elif cls is Packet:
                 self.packet(layer)
             elif cls is Fragment:
                 self.fragment(layer)
             else:
                 self.telemetry.bad(layer)
+
+    def _carrier(self, pkt: Tunnel) -> None:
+        """A tunnel's carrier packet on a flow already named: just the counters (a carrier is
+        UDP, GRE or IP-in-IP, never a SYN, and its name was settled by its first payload).
+        Anything else (a new flow, a sweep due, port 53) takes the full path. Every
+        tunnelled frame passes here, so this is the tunnel path's share of the hot path."""
+        flow = None
+        if pkt.ts < self._next_sweep:
+            key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+            if pkt.tunnel is not None:
+                key += (pkt.tunnel.scope,)
+            flow = self._by_client_key(key)
+            from_client = flow is not None
+            if flow is None:
+                flow = self._by_server_key(key)
+        if flow is None or not flow.named or flow.server_port == DNS_PORT \
+                or flow.client_port == DNS_PORT:
+            self.packet(pkt)
+            return
+        self._touch(flow.key)
+        if pkt.ts > flow.last:
+            flow.last = pkt.ts
+        if from_client:
+            flow.c_packets += 1
+            flow.c_bytes += pkt.ip_len
+        else:
+            flow.s_packets += 1
+            flow.s_bytes += pkt.ip_len
+            flow.server_seen = True
 
     def fragment(self, frag: Fragment) -> None:
         """One IP fragment; the reassembled datagram is tracked as one packet whose bytes are
