@@ -288,6 +288,25 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
 
 # --------------------------------------------------------------------------- harness itself
 
+def test_generated_tunnel_captures_are_reproducible(tmp_path):
+    subprocess.run([sys.executable, str(SYNTHETIC / "make_tunnels.py"), "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=120)
+    for p in SYNTHETIC.glob("*.pcap"):
+        assert (tmp_path / p.name).read_bytes() == p.read_bytes(), p.name
+
+
+def test_harness_tunnel_layers():
+    """Per-layer conversations: VXLAN's outer UDP and the inner flows are each one, with the
+    bytes of their own IP header; Geneve's inner SSH is one stream across both VNIs."""
+    vx = ts.conversations(PATHS["tunnel-vxlan-icmp-arp.pcap"])
+    assert {c.key.server_port for c in vx} == {4789} and len(vx) == 4
+    gen = [c for c in ts.conversations(PATHS["tunnel-geneve-options-ssh-icmp.pcap"])
+           if c.key.transport == "tcp"]
+    assert len(gen) == 1 and gen[0].key.server_port == 22
+    nested = ts.conversations(PATHS["tunnel-nested-6in4-gre-vxlan.pcap"])
+    assert {c.key.transport for c in nested} == {"udp", "tcp"}
+
+
 def test_harness_covers_every_capture():
     assert len(CAPTURES) == 56, CAPTURES   # 51 real + 5 generated tunnel captures
     for cap in KNOWN_DIFFERENCES:

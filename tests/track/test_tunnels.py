@@ -35,6 +35,7 @@ def test_vxlan_carrier_and_inner_flow_are_both_tracked():
     outer, tcp = by_transport["udp"], by_transport["tcp"]
     assert (outer.client_ip, outer.server_ip, outer.server_port) == (NODE, VTEP, 4789)
     assert outer.tunnel is None and outer.egress          # judged like any other UDP egress
+    assert (outer.c_packets, outer.c_bytes) == (2, 2 * (20 + 8 + 8 + 14 + 40))   # its own bytes
     assert (tcp.client_ip, tcp.server_ip, tcp.server_port) == (POD, WEB, 443)
     assert tcp.tunnel.kind == "vxlan" and tcp.tunnel.ident == 42
     assert (tcp.c_packets, tcp.s_packets) == (2, 1)
