@@ -25,7 +25,8 @@ Decisions (compared with tshark 4.0):
 - IP fragments (IPv4 MF or offset, IPv6 fragment header) are reported as a `Fragment` with
   the raw fragment data; `track/defrag.py` reassembles them and `decode_l4` finishes the job,
   so a fragmented DNS response is still read (tshark reassembles by default too).
-- Tunnels cost the common case nothing: only UDP to/from a tunnel port, IP protocol 4/41/47
+- Tunnels cost the common case nothing: only UDP to/from a tunnel port (the lower of the two
+  ports, as tshark picks the dissector), IP protocol 4/41/47
   and the MPLS ethertypes return a `Tunnel` instead of a `Packet`, and `Tunnel` is a
   `Packet` (the carrier, tracked like any other), so one class test routes it.
 """
@@ -306,7 +307,9 @@ def _l4(frame, p, end, stated_end, ts, version, src, dst, proto, ip_len):
                 return _UDP
         elif p + ulen < end:
             end = p + ulen    # bytes after the UDP datagram are a trailer, not payload
-        if dport in _TUNNEL_PORTS or sport in _TUNNEL_PORTS:
+        # A tunnel port counts when it is the lower port, as tshark decides (a DNS query
+        # from source port 4789 is DNS); both tests fail fast for every other packet.
+        if (dport in _TUNNEL_PORTS and dport <= sport) or (sport in _TUNNEL_PORTS and sport <= dport):
             return Tunnel(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
         return Packet(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
     if proto == 1 or proto == 58:

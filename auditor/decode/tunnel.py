@@ -136,7 +136,7 @@ def _open(t: Tunnel, parent: Encap | None):
     if proto == -1:
         return _mpls(data, ts, parent)
     if proto == 17:
-        kind = packet.TUNNEL_PORTS.get(t.dport) or packet.TUNNEL_PORTS.get(t.sport)
+        kind = packet.TUNNEL_PORTS.get(t.dport if t.dport <= t.sport else t.sport)
         if kind == "vxlan":
             if len(data) < 8:
                 return _TUNNEL, None

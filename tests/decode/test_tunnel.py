@@ -30,9 +30,9 @@ def inner_of(got):
 
 
 def test_vxlan_geneve_teredo():
-    vx = Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=5, dport=4789) / VXLAN(vni=77) / Ether() / INNER
+    vx = Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=50005, dport=4789) / VXLAN(vni=77) / Ether() / INNER
     assert inner_of(opened(vx)) == (41000, 443, ["vxlan"], 77)
-    gen = (Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=5, dport=6081)
+    gen = (Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=50005, dport=6081)
            / GENEVE(vni=9, proto=0x6558, optionlen=2, options=b"\x01" * 8) / Ether() / INNER)
     assert inner_of(opened(gen)) == (41000, 443, ["geneve"], 9)
     six = IPv6(src="2001::1", dst="2001::2") / UDP(sport=7, dport=8)
@@ -68,7 +68,7 @@ def test_ip_in_ip_both_ways_and_mpls():
 
 
 def test_nesting_is_recorded_outermost_first():
-    vx = IP(src="192.168.0.1", dst="192.168.0.2") / UDP(sport=5, dport=4789) / VXLAN(vni=1) / Ether() / INNER
+    vx = IP(src="192.168.0.1", dst="192.168.0.2") / UDP(sport=50005, dport=4789) / VXLAN(vni=1) / Ether() / INNER
     got = opened(Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / GRE(key_present=1, key=5) / vx)
     assert [x.__class__.__name__ for x in got] == ["Tunnel", "Tunnel", "Packet"]
     assert inner_of(got) == (41000, 443, ["gre", "vxlan"], 1)
@@ -77,7 +77,7 @@ def test_nesting_is_recorded_outermost_first():
 
 def test_cut_headers_are_malformed_tunnel_and_keep_the_carrier():
     for body in (b"\x08\x00\x00", bytes(VXLAN(vni=1)) + b"\x00" * 10):    # VXLAN, inner Ethernet cut
-        got = opened(Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=5, dport=4789) / body)
+        got = opened(Ether() / IP(src="10.0.0.5", dst="52.1.1.1") / UDP(sport=50005, dport=4789) / body)
         assert got[0].__class__ is Tunnel and got[-1] is Layer.TUNNEL
     got = opened(Ether() / IP(src="10.0.0.5", dst="52.1.1.1", proto=47) / b"\x80\x00")   # GRE
     assert got[-1] is Layer.TUNNEL
@@ -87,6 +87,14 @@ def test_cut_headers_are_malformed_tunnel_and_keep_the_carrier():
     assert got == [Layer.TUNNEL]
     got = opened(Ether() / IP(src="10.0.0.5", dst="52.1.1.1", proto=4) / bytes(INNER)[:30])  # inner TCP cut
     assert got[-1] is Layer.TCP      # counted under its own layer
+
+
+def test_the_lower_port_decides_as_in_tshark():
+    """A DNS query from source port 4789 is DNS, not VXLAN (tshark tries the lower port)."""
+    q = Ether() / IP(src="10.0.0.5", dst="168.63.129.16") / UDP(sport=4789, dport=53) / b"\x12\x34"
+    assert decode(1, bytes(q), 0, 0).__class__ is Packet
+    teredo_reply = Ether() / IP(src="52.1.1.1", dst="10.0.0.5") / UDP(sport=3544, dport=50000)
+    assert decode(1, bytes(teredo_reply), 0, 0).__class__ is Tunnel
 
 
 def test_ppp_link_types():

@@ -37,6 +37,9 @@ def tcp(sport: int, dport: int, body: bytes) -> bytes:
 v4 = st.binary(min_size=4, max_size=4)
 v6 = st.binary(min_size=16, max_size=16)
 port = st.integers(1024, 65535).filter(lambda p: p not in packet.TUNNEL_PORTS)
+# A tunnel's other port: above the tunnel port, as a VTEP's hashed source port or a Teredo
+# client's is (the lower port decides, as in tshark).
+high = st.integers(10000, 65535)
 
 
 @st.composite
@@ -75,17 +78,17 @@ def wraps(draw, ip_packet: bytes, version: int):
     if kind == "vxlan":
         vni = draw(st.integers(0, 0xFFFFFF))
         body = struct.pack("!II", 0x08000000, vni << 8) + ETH + struct.pack("!H", et) + ip_packet
-        return ipv4(osrc, odst, 17, udp(draw(port), 4789, body)), "vxlan", vni
+        return ipv4(osrc, odst, 17, udp(draw(high), 4789, body)), "vxlan", vni
     if kind == "geneve":
         vni, opts = draw(st.integers(0, 0xFFFFFF)), draw(st.integers(0, 4))
         body = (struct.pack("!BBHI", opts, 0, et, vni << 8) + b"\0" * (4 * opts) + ip_packet)
-        return ipv4(osrc, odst, 17, udp(6081, draw(port), body)), "geneve", vni
+        return ipv4(osrc, odst, 17, udp(6081, draw(high), body)), "geneve", vni
     if kind == "teredo":
         if version != 6:
             return None
         origin = draw(st.booleans())
         body = (b"\x00\x00" + b"\x12\x34" + b"\x01\x02\x03\x04" if origin else b"") + ip_packet
-        return ipv4(osrc, odst, 17, udp(3544, draw(port), body)), "teredo", None
+        return ipv4(osrc, odst, 17, udp(3544, draw(high), body)), "teredo", None
     if kind.startswith("gre"):
         key = draw(st.none() | st.integers(0, 0xFFFFFFFF))
         fl = (draw(st.booleans()), key, draw(st.booleans()))
