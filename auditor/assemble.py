@@ -170,7 +170,8 @@ def pipeline_for(settings, components: list[Component], telemetry: Telemetry) ->
                     max_pending_queries=settings.max_pending_queries,
                     max_reassembly_bytes=settings.max_reassembly_bytes)
     return Pipeline(components, telemetry, node_networks=settings.node_networks, limits=limits,
-                    dns_servers=settings.dns_servers, judge_loopback=settings.judge_loopback)
+                    dns_servers=settings.dns_servers, judge_loopback=settings.judge_loopback,
+                    vxlan_ports=settings.vxlan_ports)
 
 
 def reload_policy(audit: Audit) -> Judge:

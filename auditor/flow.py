@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-# ECS `network.transport` keywords (IANA names, lower case): ICMPv6 is "ipv6-icmp".
-TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}
+# ECS `network.transport` keywords (IANA names, lower case): ICMPv6 is "ipv6-icmp"; GRE,
+# IPv4 (IP-in-IP) and IPv6 (IPv6-in-IP) name tunnel carriers.
+TRANSPORT_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 47: "gre", 4: "ipv4", 41: "ipv6"}
+PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58, "gre": 47, "ipv4": 4, "ipv6": 41}
 
 
 class Flow:
@@ -25,7 +26,7 @@ class Flow:
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
         "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
         "ja4", "socks", "doh", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
-        "track_state",
+        "track_state", "tunnel", "name_scope",
     )
 
     def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
@@ -82,6 +83,11 @@ class Flow:
         self.owner: Any = None                 # the workload that opened it (live attribution)
         self.verdict: Any = None
         self.track_state: Any = None
+        # Inside a tunnel: the `decode.tunnel.Encap` chain (outer source on the client's
+        # side), and the suffix that scopes the flow's DNS state to that tunnel, so a crafted
+        # inner DNS answer cannot name the node's own flows.
+        self.tunnel: Any = None
+        self.name_scope = ""
         for name, value in fields.items():
             setattr(self, name, value)
 

@@ -27,8 +27,10 @@ PLATFORM_RESOLVER = "168.63.129.16"     # Azure DNS, always trusted
 class Pipeline:
     def __init__(self, components: list[Component], telemetry: Telemetry, *,
                  node_networks: Iterable[str], limits: Limits = Limits(),
-                 dns_servers: Iterable[str] = (PLATFORM_RESOLVER,), judge_loopback: bool = False):
+                 dns_servers: Iterable[str] = (PLATFORM_RESOLVER,), judge_loopback: bool = False,
+                 vxlan_ports: Iterable[int] = (4789, 8472)):
         self.telemetry = telemetry
+        packet.set_tunnel_ports(vxlan_ports)   # one pipeline per process decodes at a time
         self.dispatch = Dispatcher(components, telemetry)
         self.dispatch.bind_all()
         telemetry.expect_component("tracker", ["packet"])
@@ -55,8 +57,9 @@ class Pipeline:
         """Run frames through the pipeline until the source ends or `stopping` is set.
         Every `check_every` packets (and on every idle tick) counters are published,
         `on_check` runs (progress, drop counters) and the stop flag is honoured."""
-        decode, Packet, Fragment = packet.decode, packet.Packet, packet.Fragment
-        track, fragment = self.tracker.packet, self.tracker.fragment
+        decode, Packet, Fragment, Tunnel = (packet.decode, packet.Packet, packet.Fragment,
+                                            packet.Tunnel)
+        track, fragment, tunnel = self.tracker.packet, self.tracker.fragment, self.tracker.tunnel
         tel = self.telemetry
         malformed = tel.malformed
         n = tel.packets
@@ -90,6 +93,9 @@ class Pipeline:
                     elif cls is Fragment:
                         pkt.ts_ns = ts_ns
                         fragment(pkt)
+                    elif cls is Tunnel:
+                        pkt.ts_ns = ts_ns
+                        tunnel(pkt)
                 except Exception as exc:  # noqa: BLE001 - a bug must not lose what came before
                     tel.component_failed("tracker", "packet", exc)
                 if n >= check_at:

@@ -76,7 +76,8 @@ class Endpoint(_M):
 
 
 class Network(_M):
-    transport: str | None = Field(None, description="tcp, udp, icmp, or the IP protocol number")
+    transport: str | None = Field(None, description="tcp, udp, icmp, gre, ipv4 (IP-in-IP), ipv6 "
+                                  "(IPv6-in-IP), or the IP protocol number")
     iana_number: str | None = None
     type: Literal["ipv4", "ipv6"] | None = None
     protocol: Literal["tls", "http", "dns", "quic"] | None = None
@@ -175,6 +176,20 @@ class Kubernetes(_M):
     pod_uid: str | None = Field(None, description="the pod that opened the flow (from its cgroup)")
 
 
+class Tunnel(_M):
+    type: Literal["vxlan", "geneve", "teredo", "gre", "ip-in-ip", "ipv6-in-ip", "mpls"] = Field(
+        description="the encapsulation that carries the flow (the innermost one)")
+    id: int | None = Field(None, description="its VXLAN/Geneve VNI, GRE key (PPTP: call id) "
+                           "or bottom MPLS label; absent when the header has none")
+    source_ip: str | None = Field(None, description="outer source address (the client's "
+                                  "side) of the nearest IP header around the flow",
+                                  json_schema_extra={"es": "ip"})
+    destination_ip: str | None = Field(None, description="outer destination address of that "
+                                       "header", json_schema_extra={"es": "ip"})
+    depth: int = Field(description="how many encapsulations are around the flow (1 = one)")
+    layers: list[str] = Field(description="the encapsulation types, outermost first")
+
+
 class AuditorFields(_M):
     version: str = Field(description="the egress-auditor version that wrote the event")
     flow_id: str | None = Field(None, description="the same on every event about one flow")
@@ -202,6 +217,8 @@ class AuditorFields(_M):
     midstream: bool | None = Field(None, description="the flow was already running at capture start")
     icmp: Icmp | None = None
     socks: Socks | None = None
+    tunnel: Tunnel | None = Field(None, description="the flow was found inside a tunnel; its "
+                                  "5-tuple is the inner one")
     solicited: bool | None = Field(None, description="dns: answers a query this client sent")
     attribution: Literal["known", "unknown"] | None = Field(
         None, description="live: whether the workload that opened the flow could be told")

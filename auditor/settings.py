@@ -66,6 +66,16 @@ class BaseAuditorSettings(BaseSettings):
     cloud: CloudSettings = Field(default_factory=lambda: CloudSettings())
     max_reassembly_bytes: int = Field(64 << 20, ge=1 << 16, description="bytes all TCP "
                                       "reassembly buffers may hold together")
+    vxlan_ports: list[int] = Field(default_factory=lambda: [4789, 8472], description="UDP "
+                                   "ports read as VXLAN (4789 IANA, 8472 Linux/flannel)")
+
+    @field_validator("vxlan_ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        for p in v:
+            if not 0 < p < 65536:
+                raise ValueError(f"{p} is not a UDP port")
+        return v
 
     @field_validator("node_networks", "virtual_network")
     @classmethod

@@ -1,10 +1,12 @@
 """L2-L4 decoding of one captured frame into a `Packet` (the hot path's front).
 
 Owns: link-layer framing (Ethernet + VLAN/QinQ/PPPoE, NULL/LOOP, RAW, IPv4/IPv6 link types,
-Linux SLL/SLL2), IPv4/IPv6 (with IPv6 extension headers and fragments), TCP/UDP/ICMP header
-facts. `decode` returns a `Packet`, a `Fragment`, the malformed `Layer` (for
-`packets_malformed_total{layer}`), or None for valid frames that carry no IP. Reading past
-the end of a frame is "malformed link"; any other exception is a bug and surfaces.
+Linux SLL/SLL2, NFLOG, PPP and PPP-in-HDLC), IPv4/IPv6 (with IPv6 extension headers and
+fragments), TCP/UDP/ICMP header facts. `decode` returns a `Packet`, a `Fragment`, a `Tunnel`
+(a packet that carries another one: `decode/tunnel.py` opens it), the malformed `Layer` (for
+`packets_malformed_total{layer}`; a link type we do not read is "linktype"), or None for valid
+frames that carry no IP. Reading past the end of a frame is "malformed link"; any other
+exception is a bug and surfaces.
 
 Speed matters more than elegance here (budget ~1 us/packet): byte indexing and precompiled
 `struct.Struct` instead of per-layer objects; addresses stay packed bytes until a flow needs
@@ -23,11 +25,16 @@ Decisions (compared with tshark 4.0):
 - IP fragments (IPv4 MF or offset, IPv6 fragment header) are reported as a `Fragment` with
   the raw fragment data; `track/defrag.py` reassembles them and `decode_l4` finishes the job,
   so a fragmented DNS response is still read (tshark reassembles by default too).
+- Tunnels cost the common case nothing: only UDP to/from a tunnel port (the lower of the two
+  ports, as tshark picks the dissector), IP protocol 4/41/47
+  and the MPLS ethertypes return a `Tunnel` instead of a `Packet`, and `Tunnel` is a
+  `Packet` (the carrier, tracked like any other), so one class test routes it.
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 from auditor.addresses import text as ip_text
 from auditor.telemetry import Layer
@@ -36,6 +43,8 @@ __all__ = [
     "Packet", "Fragment", "decode", "decode_l4", "ip_text",
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
     "LINKTYPE_LINUX_SLL", "LINKTYPE_IPV4", "LINKTYPE_IPV6", "LINKTYPE_LINUX_SLL2",
+    "LINKTYPE_PPP", "LINKTYPE_PPP_HDLC", "LINKTYPE_NFLOG", "LINKTYPES", "Tunnel",
+    "set_tunnel_ports", "ethernet", "by_ethertype", "ppp",
 ]
 
 LINKTYPE_NULL = 0
@@ -46,11 +55,25 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_NFLOG = 239
+LINKTYPES = frozenset((0, 1, 9, 50, 101, 108, 113, 228, 229, 239, 276))   # what `decode` reads
 
 _VLAN_TPIDS = frozenset((0x8100, 0x88A8, 0x9100))
 _ETH_IPV4 = 0x0800
 _ETH_IPV6 = 0x86DD
 _ETH_PPPOE_SESSION = 0x8864
+_ETH_MPLS = frozenset((0x8847, 0x8848))
+_ETH_TEB = 0x6558          # transparent Ethernet bridging (GRE, Geneve)
+_PPP_IPV4, _PPP_IPV6 = 0x0021, 0x0057
+_PPP_MPLS = frozenset((0x0281, 0x0283))
+# UDP ports that carry a tunnel -> its kind. The one set the UDP fast path looks at; the
+# VXLAN ports come from settings (`set_tunnel_ports`), hence a module global: a frozenset
+# lookup is the cheapest test there is on that path.
+TUNNEL_PORTS: dict[int, str] = {4789: "vxlan", 8472: "vxlan", 6081: "geneve", 3544: "teredo"}
+_TUNNEL_PORTS = frozenset(TUNNEL_PORTS)
+_IP_TUNNELS = frozenset((4, 41, 47))   # IPv4-in-IP, IPv6-in-IP, GRE
 # BSD AF_INET6 differs per OS (24 NetBSD/OpenBSD, 28 FreeBSD, 30 macOS; 10 is Linux).
 _NULL_AF_INET6 = frozenset((24, 28, 30, 10))
 # IPv6 extension headers we walk through; ESP (50) and No Next Header (59) end the walk.
@@ -58,6 +81,7 @@ _V6_EXT = frozenset((0, 43, 44, 51, 60))
 
 _LINK, _IP, _IPV6, _TCP, _UDP, _ICMP = (Layer.LINK, Layer.IP, Layer.IPV6, Layer.TCP, Layer.UDP,
                                         Layer.ICMP)
+_LINKTYPE = Layer.LINKTYPE
 _U16 = struct.Struct("!H").unpack_from
 _U32 = struct.Struct("!I").unpack_from
 _U32LE = struct.Struct("<I").unpack_from
@@ -83,9 +107,10 @@ class Packet:
     payload: bytes
     ack: int = 0
     ts_ns: int | None = None     # exact capture time when the source has it (capture files)
+    tunnel: Any = None     # the `tunnel.Encap` that carried it; None for a plain packet
 
     def __repr__(self) -> str:
-        return (f"Packet(ts={self.ts!r}, {ip_text(self.src)}:{self.sport} -> "
+        return (f"{self.__class__.__name__}(ts={self.ts!r}, {ip_text(self.src)}:{self.sport} -> "
                 f"{ip_text(self.dst)}:{self.dport} proto={self.proto} ip_len={self.ip_len} "
                 f"flags={self.tcp_flags:#x} seq={self.seq} payload={len(self.payload)}B)")
 
@@ -104,10 +129,26 @@ class Fragment:
     ip_len: int
     data: bytes
     ts_ns: int | None = None
+    tunnel: Any = None
 
     def __repr__(self) -> str:
         return (f"Fragment({ip_text(self.src)} -> {ip_text(self.dst)} proto={self.proto} "
                 f"id={self.ident} offset={self.offset} more={self.more} {len(self.data)}B)")
+
+
+class Tunnel(Packet):
+    """A packet whose payload is another packet (VXLAN/Geneve/Teredo UDP, GRE, IP-in-IP), or
+    an MPLS frame (then `proto` is -1 and no flow is kept for it: there is no outer IP)."""
+    __slots__ = ()
+
+
+def set_tunnel_ports(vxlan: Iterable[int]) -> None:
+    """The UDP ports read as VXLAN (settings `tunnels.vxlan_ports`); the others are fixed."""
+    global _TUNNEL_PORTS
+    TUNNEL_PORTS.clear()
+    TUNNEL_PORTS.update({6081: "geneve", 3544: "teredo"})
+    TUNNEL_PORTS.update((p, "vxlan") for p in vxlan)
+    _TUNNEL_PORTS = frozenset(TUNNEL_PORTS)
 
 
 def decode_l4(ts, version, src, dst, proto, data, ip_len):
@@ -156,7 +197,11 @@ def decode(linktype: int, frame: bytes, ts: float, wirelen: int):
             if linktype == 229 or v == 6:
                 return _ipv6(frame, 0, ts)
             return _IP
-        return None   # link types we do not decode carry nothing we can attribute
+        if linktype == 9 or linktype == 50:
+            return ppp(frame, 0, ts)
+        if linktype == 239:
+            return _nflog(frame, ts)
+        return _LINKTYPE   # counted: a link type we do not read (the source warns once)
     except (IndexError, struct.error):   # a length that ran past the captured bytes
         return _LINK
 
@@ -181,6 +226,8 @@ def _ethertype(frame, off, et, ts):
             return _ipv4(frame, off + 8, ts)
         if ppp == 0x0057:
             return _ipv6(frame, off + 8, ts)
+    if et in _ETH_MPLS:
+        return _mpls(frame, off, ts)
     return None   # ARP, LLDP, STP (802.3 length field), PPPoE discovery, PPP control, ...
 
 
@@ -262,9 +309,93 @@ def _l4(frame, p, end, stated_end, ts, version, src, dst, proto, ip_len):
                 return _UDP
         elif p + ulen < end:
             end = p + ulen    # bytes after the UDP datagram are a trailer, not payload
+        # A tunnel port counts when it is the lower port, as tshark decides (a DNS query
+        # from source port 4789 is DNS); both tests fail fast for every other packet.
+        if (dport in _TUNNEL_PORTS and dport <= sport) or (sport in _TUNNEL_PORTS and sport <= dport):
+            return Tunnel(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
         return Packet(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
     if proto == 1 or proto == 58:
         if stated_end - p < 4:
             return _ICMP
         return Packet(ts, version, src, dst, proto, 0, 0, ip_len, 0, 0, frame[p:end])
+    if proto in _IP_TUNNELS:
+        return Tunnel(ts, version, src, dst, proto, 0, 0, ip_len, 0, 0, frame[p:end])
     return Packet(ts, version, src, dst, proto, 0, 0, ip_len, 0, 0, frame[p:end])
+
+
+# -- entry points for link layers inside tunnels, and the rarer link types ---------------
+
+def ethernet(frame, off, ts):
+    """An Ethernet frame at frame[off:] (VXLAN, Geneve/GRE transparent bridging)."""
+    if len(frame) < off + 14:
+        return _LINK
+    return _ethertype(frame, off + 14, (frame[off + 12] << 8) | frame[off + 13], ts)
+
+
+def by_ethertype(frame, off, et, ts):
+    """The packet at frame[off:] by its ethertype (GRE and Geneve carry one)."""
+    if et == _ETH_TEB:
+        return ethernet(frame, off, ts)
+    return _ethertype(frame, off, et, ts)
+
+
+def ppp(frame, off, ts):
+    """PPP (RFC 1661), with or without HDLC-like address/control bytes (RFC 1662), as
+    LINKTYPE_PPP says; protocol-field compression (one odd byte) is honoured."""
+    n = len(frame)
+    if n >= off + 2 and frame[off] == 0xFF and frame[off + 1] == 0x03:
+        off += 2
+    if n < off + 1:
+        return _LINK
+    if frame[off] & 1:        # a compressed one-byte protocol field
+        proto, off = frame[off], off + 1
+    elif n < off + 2:
+        return _LINK
+    else:
+        proto, off = (frame[off] << 8) | frame[off + 1], off + 2
+    if proto == _PPP_IPV4:
+        return _ipv4(frame, off, ts)
+    if proto == _PPP_IPV6:
+        return _ipv6(frame, off, ts)
+    if proto in _PPP_MPLS:
+        return _mpls(frame, off, ts)
+    return None               # LCP, IPCP, CCP, ...: link control, no IP
+
+
+_NFULA_PAYLOAD = 9
+_NFPROTO_IPV4, _NFPROTO_IPV6 = 2, 10
+
+
+def _nflog(frame, ts):
+    """LINKTYPE_NFLOG: a 4-byte header (address family, version, resource id), then
+    netlink TLVs (length incl. the 4-byte TLV header, type; host byte order, 4-byte
+    aligned) up to NFULA_PAYLOAD, which holds the IP packet. The byte order is the
+    capturing host's: little-endian unless that gives an impossible first TLV."""
+    n = len(frame)
+    if n < 4:
+        return _LINK
+    fam = frame[0]
+    if fam != _NFPROTO_IPV4 and fam != _NFPROTO_IPV6:
+        return None           # bridge/ARP families: no IP header to read
+    # A big-endian TLV read little-endian has a length and a type >= 256: impossible here.
+    little = n < 8 or (4 <= (frame[4] | frame[5] << 8) <= n - 4
+                       and (frame[6] | frame[7] << 8) & 0x3FFF < 0x100)
+    off = 4
+    while off + 4 <= n:
+        if little:
+            length, tlv = frame[off] | frame[off + 1] << 8, frame[off + 2] | frame[off + 3] << 8
+        else:
+            length, tlv = frame[off] << 8 | frame[off + 1], frame[off + 2] << 8 | frame[off + 3]
+        if length < 4 or off + length > n:
+            return _LINK
+        if tlv & 0x3FFF == _NFULA_PAYLOAD:   # top bits: netlink's nested/byte-order flags
+            data = frame[off + 4:off + length]
+            return _ipv4(data, 0, ts) if fam == _NFPROTO_IPV4 else _ipv6(data, 0, ts)
+        off += (length + 3) & ~3
+    return None               # a log record without the packet (e.g. copy mode "none")
+
+
+def _mpls(frame, off, ts):
+    """An MPLS label stack: a `Tunnel` whose payload starts at the first label entry (the
+    tunnel module walks it, so its depth cap and malformed counts apply)."""
+    return Tunnel(ts, 0, b"", b"", -1, 0, 0, 0, 0, 0, frame[off:])

@@ -1,6 +1,8 @@
 """What `direct_ip` and `sni_unresolved` share: which public addresses a solicited DNS answer
 has given (for any client of the node). Unsolicited answers do not count: an injected answer
-must not make an address look resolved."""
+must not make an address look resolved. Answers carried in a tunnel count only for flows in
+that same tunnel (`Flow.name_scope`): a crafted inner answer cannot make the node's own
+direct-IP egress look resolved."""
 from __future__ import annotations
 
 from auditor import addresses
@@ -22,8 +24,9 @@ class ResolvedAddresses(Detector):
     def dns_answered(self, ev: DnsAnswered) -> None:
         if not ev.solicited:
             return
+        scope = ev.flow.name_scope
         for ip, chain in ev.chains.items():
-            self.answered.put(addresses.canonical(ip) or ip, chain[0] if chain else "")
+            self.answered.put((addresses.canonical(ip) or ip) + scope, chain[0] if chain else "")
 
     def unresolved(self, flow: Flow) -> str | None:
         """The flow's server address when it is public, not a platform or DNS address, and
@@ -31,7 +34,8 @@ class ResolvedAddresses(Detector):
         ip = addresses.canonical(flow.server_ip) or flow.server_ip
         if ip in self.exempt or not addresses.is_public(ip):
             return None
-        if ip in self.answered:
-            self.answered.move_to_end(ip)
+        key = ip + flow.name_scope
+        if key in self.answered:
+            self.answered.move_to_end(key)
             return None
         return ip

@@ -50,13 +50,14 @@ class SniMismatch(Detector):
     def dns_answered(self, ev: DnsAnswered) -> None:
         if not ev.solicited:
             return
+        scope = ev.flow.name_scope      # a tunnel's answers speak only for that tunnel's flows
         for ip, chain in ev.chains.items():
-            names = self.by_ip.touch(ip, dict)
+            names = self.by_ip.touch(ip + scope, dict)
             for n in chain:
                 n = normalise(n)
                 names.pop(n, None)
                 names[n] = None
-                self.resolved.put(n, None)
+                self.resolved.put(n + scope, None)
             while len(names) > NAMES_PER_IP:
                 del names[next(iter(names))]
 
@@ -67,10 +68,11 @@ class SniMismatch(Detector):
         # proxy's address, and it names nothing the policy accepts (name source `socks`).
         if not flow.egress or not sni or flow.socks is not None:
             return
-        names = self.by_ip.get(flow.server_ip)
+        ip = flow.server_ip + flow.name_scope
+        names = self.by_ip.get(ip)
         if not names:
             return  # DNS never named this address: nothing to contradict (see direct_ip)
-        self.by_ip.move_to_end(flow.server_ip)
+        self.by_ip.move_to_end(ip)
         if sni in names or sni in (normalise(n) for n in flow.dns_chain):
             return
         reg = registered_domain(sni)
@@ -81,7 +83,7 @@ class SniMismatch(Detector):
             "sni": sni,
             "resolved_names": list(names)[-5:],
             "resolved_name_count": len(names),
-            "sni_resolved_elsewhere": sni in self.resolved,
+            "sni_resolved_elsewhere": sni + flow.name_scope in self.resolved,
             "transport": flow.transport,
             "port": flow.server_port,
         }

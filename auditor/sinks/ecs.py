@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from auditor import __version__, hostnames
+from auditor.addresses import text as ip_text
 from auditor.decode import dns
 from auditor.events import DnsAnswered, Finding
 from auditor.flow import Flow
@@ -31,6 +32,21 @@ _SOCKS_COMMANDS = {1: "connect", 2: "bind", 3: "udp_associate"}
 
 
 _SECOND: list = [None, ""]      # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one entry
+
+
+def _tunnel(encap) -> dict:
+    """`egress_auditor.tunnel` of a flow found inside a tunnel (a `decode.tunnel.Encap`)."""
+    out: dict[str, Any] = {"type": encap.kind}
+    if encap.ident is not None:
+        out["id"] = encap.ident
+    hop = encap
+    while hop is not None and hop.src is None:     # MPLS has no addresses: the IP around it
+        hop = hop.parent
+    if hop is not None:
+        out["source_ip"], out["destination_ip"] = ip_text(hop.src), ip_text(hop.dst)
+    out["depth"] = encap.depth
+    out["layers"] = [h.kind for h in encap.chain()]
+    return out
 
 
 def iso(ts: float) -> str:
@@ -166,6 +182,8 @@ class EcsFormatter:
                               "target": req.host[:255], "target_port": req.port}
         if flow.proto in _ICMP and flow.icmp_type is not None:
             extra["icmp"] = {"type": flow.icmp_type, "code": flow.icmp_code}
+        if flow.tunnel is not None:
+            extra["tunnel"] = _tunnel(flow.tunnel)
         if verdict is not None:
             ev["reason"] = verdict.reason.value
             doc["rule"] = {"ruleset": self.ruleset} if self.ruleset else {}
@@ -210,7 +228,10 @@ class EcsFormatter:
         if msg.truncated:
             d["header_flags"] = ["TC"]
         doc["dns"] = d
-        return self._tool(doc, {"solicited": ev.solicited, "flow_id": self.ids.flow(flow)})
+        extra: dict[str, Any] = {"solicited": ev.solicited, "flow_id": self.ids.flow(flow)}
+        if flow.tunnel is not None:
+            extra["tunnel"] = _tunnel(flow.tunnel)
+        return self._tool(doc, extra)
 
     def finding(self, f: Finding) -> dict:
         doc = self._base(f.ts, "alert", "finding", ["network", "intrusion_detection"], ["info"])

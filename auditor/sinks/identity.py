@@ -46,7 +46,7 @@ def flow_community_id(flow: Flow) -> str:
     """The flow's Community ID (client -> server), computed once."""
     cid = flow.community_id
     if cid is None:
-        proto, c, cp, s, sp = flow.key
+        proto, c, cp, s, sp = flow.key[:5]
         if not isinstance(c, bytes):      # a record built by hand: text addresses
             c, s = socket.inet_pton(_family(c), c), socket.inet_pton(_family(s), s)
         if proto in (1, 58):

@@ -14,6 +14,7 @@ import os
 import struct
 from typing import Iterator
 
+from auditor.decode.packet import LINKTYPES
 from auditor.errors import CaptureFileError
 
 __all__ = ["Frame", "CaptureFileError", "CaptureFile", "read_frames", "MAX_CAPLEN"]
@@ -54,6 +55,7 @@ class CaptureFile:
         self.bytes_read = 0
         self.packets = 0
         self.bad_timestamps = 0     # records skipped: a timestamp no clock can show
+        self._unsupported: set[int] = set()
         try:
             self._f = open(self.path, "rb")
             self.size = os.fstat(self._f.fileno()).st_size
@@ -102,6 +104,14 @@ class CaptureFile:
                                  f"({ts:.6g} s since 1970); such packets are skipped "
                                  "(counted as malformed layer=timestamp)")
 
+    def _check_linktype(self, linktype: int) -> None:
+        """Say once per file and link type that its frames will not be read (they are
+        counted as malformed layer=linktype, never dropped silently)."""
+        if linktype not in LINKTYPES and linktype not in self._unsupported:
+            self._unsupported.add(linktype)
+            self.warnings.append(f"{self.name}: link type {linktype} is not decoded; its "
+                                 "packets are counted as malformed (layer=linktype)")
+
     def _warn(self, what: str) -> None:
         if not any("stopped after" in w for w in self.warnings):   # the first damage ends the read
             self.warnings.append(f"{self.name}: {what}; stopped after {self.packets} packets")
@@ -111,6 +121,7 @@ class CaptureFile:
         head = self._head
         order, scale, sizes = _PCAP_MAGICS[struct.unpack_from("<I", head)[0]]
         linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF   # top bits: FCS info
+        self._check_linktype(linktype)
         unpack = struct.Struct(order + "IIII").unpack_from
         rsize = _record_header_size(self._f, order, sizes)
         read = self._f.read
@@ -240,6 +251,7 @@ class CaptureFile:
                     pkt = (last_ts, ifaces[0][0], buf[pos + 12:pos + 12 + caplen], wirelen)
                 elif btype == 1:                 # interface description block
                     ifaces.append(_idb(buf, pos, blen, order))
+                    self._check_linktype(ifaces[-1][0])
                 pos += blen
                 if pkt is not None:
                     yield pkt

@@ -55,7 +55,8 @@ class Defragmenter:
     def add(self, frag: Fragment) -> tuple[bytes, int, int] | None:
         """Store one fragment; when its datagram is complete, return (L4 bytes, frames,
         IP bytes of all its fragments) and forget it."""
-        key = (frag.version, frag.src, frag.dst, frag.proto, frag.ident)
+        key = (frag.version, frag.src, frag.dst, frag.proto, frag.ident,
+               None if frag.tunnel is None else frag.tunnel.scope)   # inner: never the node's
         entry = self._pending.get(key)
         if entry is None:
             self._expire(frag.ts)

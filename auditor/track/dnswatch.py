@@ -67,12 +67,15 @@ class DnsWatch:
         if not isinstance(msg, dns.DnsMessage):
             self.telemetry.bad(Layer.DNS)
             return
+        # Inside a tunnel both ends are scoped to it: its queries, answers and learnt names
+        # are its own, and no tunnelled answer comes from a trusted resolver.
+        scope = flow.name_scope
         if from_client:
-            sender = (flow.client_ip, flow.client_port)
-            receiver = (flow.server_ip, flow.server_port)
+            sender = (flow.client_ip + scope, flow.client_port)
+            receiver = (flow.server_ip + scope, flow.server_port)
         else:
-            sender = (flow.server_ip, flow.server_port)
-            receiver = (flow.client_ip, flow.client_port)
+            sender = (flow.server_ip + scope, flow.server_port)
+            receiver = (flow.client_ip + scope, flow.client_port)
         if not msg.is_response:
             self.pending.sent((*sender, *receiver, msg.id, *tag), ts)
             self.emit(DnsQuery(ts, flow, msg))

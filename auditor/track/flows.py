@@ -71,7 +71,9 @@ class FlowTable:
 
     def lookup(self, pkt: Packet) -> tuple[Flow, bool]:
         """The packet's flow and whether the packet travels client -> server."""
-        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if pkt.tunnel is not None:
+            key += (pkt.tunnel.scope,)
         flow = self._table.get(key)
         if flow is not None:
             from_client = True
@@ -159,18 +161,26 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
         c, cp, s, sp = pkt.src, pkt.sport, pkt.dst, pkt.dport
     else:
         c, cp, s, sp = pkt.dst, pkt.dport, pkt.src, pkt.sport
+    key: tuple = (pkt.proto, c, cp, s, sp)
+    tunnel = pkt.tunnel
+    if tunnel is not None:
+        key += (tunnel.scope,)
     flow = Flow(transport=TRANSPORT_NAMES.get(pkt.proto, str(pkt.proto)),
                 client_ip=ip_text(c), client_port=cp, server_ip=ip_text(s), server_port=sp,
-                start=pkt.ts, key=(pkt.proto, c, cp, s, sp),
-                midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
+                start=pkt.ts, key=key, midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
     flow.proto = pkt.proto
     flow.start_ns = flow.last_ns = pkt.ts_ns
+    if tunnel is not None:
+        # Oriented like the flow: the first outer source is on the client's side.
+        flow.tunnel = tunnel if from_src else tunnel.reversed()
+        flow.name_scope = "%" + tunnel.scope.hex()
     if (pkt.proto == ICMP or pkt.proto == ICMP6) and len(pkt.payload) >= 2:
         flow.icmp_type, flow.icmp_code = pkt.payload[0], pkt.payload[1]
     return flow
 
 
 def _reverse(key: tuple) -> tuple:
-    proto, c, cp, s, sp = key
-    return proto, s, sp, c, cp
+    """The key as the server's packets spell it (an inner flow's tunnel scope is the same
+    both ways, so it stays last)."""
+    return (key[0], key[3], key[4], key[1], key[2], *key[5:])
 

@@ -47,7 +47,7 @@ def settle(flow: Flow, names: NameCache, now: float) -> None:
     """Fix the flow's name and name source; attach the DNS chain whatever named the flow
     (the policy needs it for private endpoints, the SNI-mismatch detector for evidence).
     Called again if a conflicting retransmission makes the presented name untrustworthy."""
-    hit = names.lookup(flow.client_ip, flow.server_ip, now)
+    hit = names.lookup(flow.client_ip + flow.name_scope, flow.server_ip, now)
     if hit is not None:
         flow.dns_chain, flow.dns_trusted = hit[1], hit[2]
     flow.domain, flow.name_source = None, "none"

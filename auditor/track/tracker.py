@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
-from auditor.decode.packet import Fragment, Packet, decode_l4
+from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4
+from auditor.decode.tunnel import layers as tunnel_layers
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Table, Telemetry
@@ -78,7 +79,9 @@ class Tracker:
             self.tick(ts)
         flags = pkt.tcp_flags  # 0 unless TCP
         # Fast path: a known flow and no SYN (a SYN may start a new flow on a closed 5-tuple).
-        key = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        if pkt.tunnel is not None:      # inside a tunnel: never the node's own flow
+            key += (pkt.tunnel.scope,)
         flow = self._by_client_key(key)
         if flow is not None and not flags & SYN:
             from_client = True
@@ -146,6 +149,54 @@ class Tracker:
             watch.release()                     # the server has what it will act on
             st.watch = None
 
+    def tunnel(self, t: Tunnel) -> None:
+        """A packet that carries another: the carrier and every packet inside it are
+        tracked (each inner one scoped by its encapsulation), malformed layers counted."""
+        for layer in tunnel_layers(t):
+            cls = layer.__class__
+            if cls is not Layer:
+                layer.ts_ns = t.ts_ns
+            if cls is Tunnel:
+                self._carrier(layer)
+            elif cls is Packet:
+                self.packet(layer)
+            elif cls is Fragment:
+                self.fragment(layer)
+            else:
+                self.telemetry.bad(layer)
+
+    def _carrier(self, pkt: Tunnel) -> None:
+        """A tunnel's carrier packet on a flow already named: just the counters (a carrier is
+        UDP, GRE or IP-in-IP, never a SYN, and its name was settled by its first payload).
+        Anything else (a new flow, a sweep due, port 53) takes the full path. Every
+        tunnelled frame passes here, so this is the tunnel path's share of the hot path."""
+        flow = None
+        if pkt.ts < self._next_sweep:
+            key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+            if pkt.tunnel is not None:
+                key += (pkt.tunnel.scope,)
+            flow = self._by_client_key(key)
+            from_client = flow is not None
+            if flow is None:
+                flow = self._by_server_key(key)
+        if flow is None or not flow.named or flow.server_port == DNS_PORT \
+                or flow.client_port == DNS_PORT:
+            self.packet(pkt)
+            return
+        self._touch(flow.key)
+        # The counting of `packet`, repeated rather than shared: a call per packet costs more
+        # than these lines, on both paths.
+        if pkt.ts > flow.last:
+            flow.last = pkt.ts
+            flow.last_ns = pkt.ts_ns
+        if from_client:
+            flow.c_packets += 1
+            flow.c_bytes += pkt.ip_len
+        else:
+            flow.s_packets += 1
+            flow.s_bytes += pkt.ip_len
+            flow.server_seen = True
+
     def fragment(self, frag: Fragment) -> None:
         """One IP fragment; the reassembled datagram is tracked as one packet whose bytes are
         all its fragments' and whose frame count is the number of fragments."""
@@ -154,11 +205,16 @@ class Tracker:
             return
         data, frames, ip_len = done
         pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
-        if pkt.__class__ is not Packet:
+        cls = pkt.__class__
+        if cls is not Packet and cls is not Tunnel:
             self.telemetry.bad(pkt if isinstance(pkt, Layer) else Layer.IP)
             return
         pkt.ts_ns = frag.ts_ns
-        self.packet(pkt)
+        pkt.tunnel = frag.tunnel
+        if cls is Tunnel:
+            self.tunnel(pkt)
+        else:
+            self.packet(pkt)
         flow, from_client = self.flows.lookup(pkt)
         if from_client:
             flow.c_packets += frames - 1
@@ -198,7 +254,7 @@ class Tracker:
 
     # -- flow lifecycle -------------------------------------------------------------
     def _started(self, flow: Flow) -> None:
-        _, client, _, server, _ = flow.key
+        client, server = flow.key[1], flow.key[3]
         # The node talking to itself (loopback, or one of its own addresses to itself) is
         # not egress unless `judge_loopback` says so.
         flow.egress = client in self.node_networks and (

@@ -8,6 +8,7 @@ from auditor.decode.packet import (Fragment, LINKTYPE_ETHERNET, LINKTYPE_IPV4, L
                                    LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_LOOP,
                                    LINKTYPE_NULL, LINKTYPE_RAW, Packet, decode, ip_text)
 from auditor.sources.pcap import read_frames
+from auditor.telemetry import Layer
 
 A4, B4 = socket.inet_aton("10.0.0.1"), socket.inet_aton("93.184.216.34")
 A6, B6 = socket.inet_pton(socket.AF_INET6, "2001:db8::1"), socket.inet_pton(socket.AF_INET6, "2001:db8::2")
@@ -69,7 +70,7 @@ def test_non_ip_frames_are_none():
     assert decode(1, eth(b"\x42\x42\x03" + b"\0" * 40, 0x0026), 0, 0) is None  # STP (802.3)
     assert decode(1, eth(b"\x11\x09" + b"\0" * 20, 0x8863), 0, 0) is None   # PPPoE discovery
     assert decode(1, eth(struct.pack("!BBHHH", 0x11, 0, 1, 2, 0xC021), 0x8864), 0, 0) is None
-    assert decode(999, b"whatever", 0, 0) is None
+    assert decode(999, b"whatever", 0, 0) is Layer.LINKTYPE   # counted, never silent
 
 
 @pytest.mark.parametrize("fam", [struct.pack("<I", 2), struct.pack(">I", 2)])

@@ -62,6 +62,19 @@ EXPECTED = {
     "tls13-illustrated-loopback.pcap": set(),
     "tls13-sll2-openjdk.pcap": UNRESOLVED,
     "truncated-file-cut-mid-packet-http.pcap": UNRESOLVED,
+    # Tunnels and link types: the carrier flows to public tunnel ends and the lab flows
+    # inside them go to addresses no DNS answer in the capture gave.
+    "nflog-dns-linktype239.pcap": set(),                 # queries to a private resolver
+    "ppp-linktype9-ipv4.pcap": {"direct_ip"},
+    "ppp-mpls-bgp-tcp-lsp-ping.pcap": {"direct_ip"},     # BGP/LSP ping between routers
+    "tunnel-geneve-options-ssh-icmp.pcap": {"direct_ip"},
+    "tunnel-gre-pptp-ppp.pcap": set(),                   # private addresses only
+    "tunnel-ipip-4in4.pcap": set(),
+    "tunnel-ipip-4in6.pcap": set(),
+    "tunnel-ipip-6in4.pcap": {"direct_ip", "dns_resolver_bypass", "sni_unresolved"},
+    "tunnel-ipip-6in6.pcap": {"direct_ip"},
+    "tunnel-teredo.pcap": {"direct_ip"},                 # to the Teredo server
+    "tunnel-vxlan-icmp-arp.pcap": set(),
 }
 TUNNEL_DOMAINS = {
     "dnstunnel-dns2tcp-txt-suricata.pcap": ("tunnel.com", "long_txt"),

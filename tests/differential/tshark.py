@@ -24,8 +24,10 @@ Normalisation decisions (all deliberate, see README.md):
 
 - Flow key = ``FlowKey(transport, client_ip, client_port, server_ip, server_port)``; IPs as
   Python's :mod:`ipaddress` prints them (IPv6 compressed, lower case), ports as ``int``.
-- When a frame carries several IP headers (tunnels) the innermost is the flow's address; no
-  bundled capture has one, ICMP errors quoting an IP header are excluded from conversations.
+- When a frame carries several IP headers (tunnels), SNI, HTTP and DNS facts take the
+  innermost; conversations are per layer (``_layers``): the outer UDP of VXLAN/Geneve/Teredo
+  and every TCP/UDP inside are each a conversation with the bytes of their own IP header.
+  What follows ICMP in a frame is a quoted header, excluded from conversations.
 - IP bytes: ``ip.len``, or ``ipv6.plen + 40`` (header-stated, so snaplen-truncated frames count
   their on-wire size). tshark puts a reassembled IP datagram into its ``udp.stream`` only on
   the *last* fragment's frame; we add every fragment frame (``ip.fragment`` /
@@ -58,6 +60,8 @@ PREFS = (
     # MicroSocks in socks5-userpass-curl-microsocks-tls.pcap listens on 1081, which tshark
     # does not take for SOCKS (1080 it does); nothing else in the corpus uses the port.
     "-d", "tcp.port==1081,socks",
+    # We read VXLAN on Linux's port 8472 by default too; tshark only on 4789 unless told.
+    "-d", "udp.port==8472,vxlan",
 )
 # stderr lines that are noise, not errors
 _NOISE = ('Running as user "root"',)
@@ -408,9 +412,46 @@ def dns_answer_sets(path, carriers=("udp", "tcp")) -> Counter:
 
 # --------------------------------------------------------------------------- conversations
 
+def _layers(row):
+    """Every TCP/UDP layer of a frame, outermost first, each as (endpoints, stream index,
+    syn, ack, header-stated IP bytes of the IP header around it). The occurrences of each
+    field are consumed in frame.protocols order, so a tunnel's outer UDP and its inner
+    TCP/UDP each get their own addresses and bytes; what follows ICMP is a quote, not a
+    layer."""
+    protos = row[2][0].split(":") if row[2] else []
+    ip_s, ip_d, ip6_s, ip6_d, tsp, tdp, usp, udp_ = row[3:11]
+    ip_len, ip6_plen, tstream, ustream, syn, ack = row[11], row[12], row[13], row[14], row[15], row[16]
+    n = {"ip": 0, "ipv6": 0, "tcp": 0, "udp": 0}
+    ip = None
+    out = []
+    for p in protos:
+        if p in ("icmp", "icmpv6"):
+            break
+        if p == "ip" and n["ip"] < len(ip_s):
+            i = n["ip"]
+            ip = (ip_s[i], ip_d[i], int(ip_len[i]) if i < len(ip_len) else 0)
+            n["ip"] += 1
+        elif p == "ipv6" and n["ipv6"] < len(ip6_s):
+            i = n["ipv6"]
+            ip = (ip6_s[i], ip6_d[i], int(ip6_plen[i]) + 40 if i < len(ip6_plen) else 0)
+            n["ipv6"] += 1
+        elif p in ("tcp", "udp") and ip is not None:
+            i = n[p]
+            n[p] += 1
+            sports, dports, streams = (tsp, tdp, tstream) if p == "tcp" else (usp, udp_, ustream)
+            if i >= len(sports) or i >= len(streams):
+                continue
+            ep = (p, _ip(ip[0]), int(sports[i]), _ip(ip[1]), int(dports[i]))
+            is_syn = p == "tcp" and i < len(syn) and syn[i] in ("1", "True")
+            is_ack = p == "tcp" and i < len(ack) and ack[i] in ("1", "True")
+            out.append((ep, (p, int(streams[i])), is_syn, is_ack, ip[2]))
+    return out
+
+
 @_cache
 def conversations(path) -> list[Conversation]:
-    """One entry per tshark ``tcp.stream`` and ``udp.stream``, in stream-start order."""
+    """One entry per tshark ``tcp.stream`` and ``udp.stream``, in stream-start order; a
+    tunnel's outer UDP flow and the flows inside it are conversations of their own."""
     rows = frames(path)
     frame_info: dict[int, tuple[float, int]] = {}  # frame -> (ts, header-stated IP bytes)
     per_stream: dict[tuple[str, int], list] = {}
@@ -418,24 +459,12 @@ def conversations(path) -> list[Conversation]:
         frame, ts = int(row[0][0]), float(row[1][0])
         protos = row[2][0].split(":") if row[2] else []
         ip_len, ip6_plen = row[11], row[12]
-        ipb = _ip_bytes(protos, ip_len, ip6_plen)
-        frame_info[frame] = (ts, ipb)
-        if "icmp" in protos or "icmpv6" in protos:
-            continue  # ICMP errors quote TCP/UDP headers and get a stream index: not ours
-        tstream, ustream = row[13], row[14]
-        if tstream:
-            sk = ("tcp", int(tstream[-1]))
-        elif ustream:
-            sk = ("udp", int(ustream[-1]))
-        else:
-            continue
-        ep = _endpoints(row, 2)
-        if ep is None:
-            continue
-        syn = bool(row[15]) and row[15][-1] in ("1", "True")
-        ack = bool(row[16]) and row[16][-1] in ("1", "True")
+        frame_info[frame] = (ts, _ip_bytes(protos, ip_len, ip6_plen))
         frags = [int(x) for x in (row[17] or row[18])]
-        per_stream.setdefault(sk, []).append((frame, ts, ep, syn, ack, ipb, frags))
+        for depth, (ep, sk, syn, ack, ipb) in enumerate(_layers(row)):
+            # tshark reassembles only the outermost IP; inner layers are never fragments here
+            per_stream.setdefault(sk, []).append((frame, ts, ep, syn, ack, ipb,
+                                                  frags if depth == 0 else []))
 
     convs = []
     for (transport, stream), pkts in per_stream.items():

@@ -93,15 +93,23 @@ def syn_scan(path: Path, flows: int, rate: float = 10_000.0, seed: int = 1) -> i
     return w.count
 
 
+_TUNNEL_PORTS = (3544, 4789, 6081, 8472)
+
+
 def udp_flood(path: Path, flows: int, rate: float = 10_000.0, seed: int = 2) -> int:
     """One 1-byte UDP datagram per flow to a random public destination and port."""
     rng = random.Random(seed)
     w = PcapWriter(path)
     step = 1.0 / rate
     for i in range(flows):
-        l4 = udp(1024 + i % 64000, rng.randrange(1, 65536) or 9, b"x")
-        if (l4[2] << 8 | l4[3]) in (53, 443, 853):   # keep it a flood of plain UDP flows
-            l4 = udp(1024 + i % 64000, 9, b"x")
+        # keep it a flood of plain UDP flows: no DNS/QUIC/DoT port, no tunnel port (a 1-byte
+        # VXLAN/Geneve/Teredo datagram is a malformed tunnel)
+        sport = 1024 + i % 64000
+        if sport in _TUNNEL_PORTS:
+            sport += 1
+        l4 = udp(sport, rng.randrange(1, 65536) or 9, b"x")
+        if (l4[2] << 8 | l4[3]) in (53, 443, 853, *_TUNNEL_PORTS):
+            l4 = udp(sport, 9, b"x")
         w.frame(1_700_000_000 + i * step, ETH_OUT + ipv4(NODE, public_ip(rng), 17, l4))
     w.close()
     return w.count

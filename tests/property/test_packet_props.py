@@ -3,14 +3,20 @@ import struct
 
 from hypothesis import given, strategies as st
 
-from auditor.decode.packet import Fragment, Packet, decode
+from auditor.decode import tunnel
+from auditor.decode.packet import Fragment, Packet, Tunnel, decode
 from auditor.sources.pcap import CaptureFileError, CaptureFile
 
-LINKTYPES = [0, 1, 101, 108, 113, 228, 229, 276, 147]
-LAYERS = {"link", "ip", "ipv6", "tcp", "udp", "icmp"}
+LINKTYPES = [0, 1, 9, 50, 101, 108, 113, 228, 229, 239, 276, 147]
+LAYERS = {"link", "linktype", "ip", "ipv6", "tcp", "udp", "icmp", "tunnel"}
 
 
-def _check(result, frame):
+def _check(result, frame, opened=False):
+    if isinstance(result, Tunnel) and not opened:       # and everything inside it
+        for layer in tunnel.layers(result):
+            _check(layer, frame, opened=True)
+        if result.proto == -1:                          # MPLS: no carrier of its own
+            return
     assert result is None or result in LAYERS or isinstance(result, (Packet, Fragment))
     if isinstance(result, Fragment):
         assert len(result.data) <= len(frame) and result.offset % 8 == 0

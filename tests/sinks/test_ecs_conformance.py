@@ -26,7 +26,9 @@ SCEN = ROOT / "pcaps/scenarios"
 REAL = ROOT / "pcaps/real"
 CAPTURES = [*sorted(SCEN.glob("*.pcap")), REAL / "tls13-curl-with-dns.pcap",
             REAL / "quic-chrome-with-dns.pcap", REAL / "dnstunnel-dnscat2.pcap",
-            REAL / "http-ipv4-and-ipv6.pcapng"]
+            REAL / "http-ipv4-and-ipv6.pcapng",
+            ROOT / "pcaps/tunnels/tunnel-nested-6in4-gre-vxlan.pcap",
+            ROOT / "pcaps/tunnels/tunnel-vxlan8472-dns-tls-http.pcap"]
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +173,24 @@ def test_shipped_template_files_are_current():
 def test_every_emitted_line_validates_against_the_models(docs):
     for d in docs:
         schema.validate(d)
+
+
+def test_tunnelled_flows_carry_their_encapsulation(docs):
+    """Golden: the depth-3 capture (IPv6-in-IPv4, GRE key 99, VXLAN VNI 5001) gives the TLS
+    flow inside with every hop, and each carrier as a flow of its own with its transport."""
+    flows = [d for d in docs if d["event"]["action"] == "flow"]
+    dns = [d for d in docs if d["event"]["action"] == "dns" and "tunnel" in d["egress_auditor"]]
+    assert {d["egress_auditor"]["tunnel"]["type"] for d in dns} == {"vxlan"}
+    inner = [d for d in flows if d.get("tls", {}).get("client", {}).get("server_name") == "pypi.org"
+             and d["egress_auditor"].get("tunnel", {}).get("depth") == 3]
+    assert len(inner) == 1
+    assert inner[0]["egress_auditor"]["tunnel"] == {
+        "type": "vxlan", "id": 5001, "source_ip": "192.168.50.1", "destination_ip": "192.168.50.2",
+        "depth": 3, "layers": ["ipv6-in-ip", "gre", "vxlan"]}
+    assert (inner[0]["source"]["ip"], inner[0]["destination"]["ip"]) == ("10.244.1.7", "151.101.0.223")
+    carriers = {(d["network"]["transport"], d["destination"]["ip"],
+                 tuple(d["egress_auditor"].get("tunnel", {}).get("layers", ())))
+                for d in flows if d["destination"]["ip"] in ("52.160.10.20", "fd00:2::9",
+                                                             "192.168.50.2")}
+    # (the GRE carrier between fd00:1::4 and fd00:2::9 is not egress for these node networks)
+    assert carriers >= {("ipv6", "52.160.10.20", ()), ("udp", "192.168.50.2", ("ipv6-in-ip", "gre"))}

@@ -21,7 +21,7 @@ def tshark_count(path) -> int:
 
 def test_counts_equal_tshark_on_all_real_captures(real_pcaps):
     files = sorted(real_pcaps.glob("*.pcap*"))
-    assert len(files) == 43          # pcaps/real/SOURCES.md: 40 third-party + 3 recorded here
+    assert len(files) == 54          # pcaps/real/SOURCES.md: 51 third-party + 3 recorded here
     wrong = []
     for path in files:
         ours = sum(1 for _ in read_frames(path))

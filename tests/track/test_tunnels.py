@@ -1,0 +1,139 @@
+"""Tunnelled traffic through the real pipeline (scapy frames): the carrier and the inner flow
+are both tracked, inner flows are scoped by their encapsulation (a crafted tunnel cannot
+touch the node's own flows, DNS names or fragments), and malformed encapsulations are counted
+under layer "tunnel" without losing the carrier."""
+from scapy.contrib.mpls import MPLS
+from scapy.layers.inet import GRE, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+
+from auditor.events import FlowEnded
+from auditor.telemetry import Layer
+from tests.track.test_tracker import client_hello
+from tests.util import dns_answer, dns_query, run, tcp_handshake
+
+NODE, VTEP = "10.0.0.5", "52.160.10.20"
+POD, WEB, EVIL = "10.244.1.7", "151.101.0.223", "203.0.113.66"
+R = "168.63.129.16"
+
+
+def vx(inner, vni=42, out=True, sport=40000, dport=4789):
+    src, dst = (NODE, VTEP) if out else (VTEP, NODE)
+    return Ether() / IP(src=src, dst=dst) / UDP(sport=sport, dport=dport) / VXLAN(vni=vni) / Ether() / inner
+
+
+def flows(rec):
+    return [e.flow for e in rec.of(FlowEnded)]
+
+
+def test_vxlan_carrier_and_inner_flow_are_both_tracked():
+    inner = tcp_handshake(POD, WEB, 41000)
+    pkts = [vx(p, out=p[IP].src == POD) for p in inner]
+    _, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    by_transport = {f.transport: f for f in flows(rec)}
+    outer, tcp = by_transport["udp"], by_transport["tcp"]
+    assert (outer.client_ip, outer.server_ip, outer.server_port) == (NODE, VTEP, 4789)
+    assert outer.tunnel is None and outer.egress          # judged like any other UDP egress
+    assert (outer.c_packets, outer.c_bytes) == (2, 2 * (20 + 8 + 8 + 14 + 40))   # its own bytes
+    assert (tcp.client_ip, tcp.server_ip, tcp.server_port) == (POD, WEB, 443)
+    assert tcp.tunnel.kind == "vxlan" and tcp.tunnel.ident == 42
+    assert (tcp.c_packets, tcp.s_packets) == (2, 1)
+    assert tcp.c_bytes == 2 * 40 and tcp.egress           # inner IP bytes, inner addresses
+
+
+def test_outer_addresses_are_oriented_to_the_client():
+    """The first packet comes from the server side: the flow's client is the pod, and the
+    recorded outer source is the pod's VTEP, not the first packet's outer source."""
+    syn_ack = IP(src=WEB, dst=POD) / TCP(sport=443, dport=41000, flags="SA")
+    _, rec = run([vx(syn_ack, out=False)], node_networks=["10.244.0.0/16"])
+    (tcp,) = [f for f in flows(rec) if f.transport == "tcp"]
+    assert tcp.client_ip == POD
+    assert (tcp.tunnel.src, tcp.tunnel.dst) == (bytes([10, 0, 0, 5]), bytes([52, 160, 10, 20]))
+
+
+def test_inner_flow_with_the_node_5tuple_does_not_touch_the_node_flow():
+    """A crafted VXLAN packet carrying an RST with the 5-tuple of the node's real upload
+    neither closes nor counts into that flow."""
+    real = tcp_handshake(NODE, EVIL, 42000)
+    forged = vx(IP(src=NODE, dst=EVIL) / TCP(sport=42000, dport=443, flags="R", seq=1001))
+    _, rec = run([*real, forged, IP(src=NODE, dst=EVIL) / TCP(sport=42000, dport=443, flags="A",
+                                                             seq=1001, ack=5001) / (b"x" * 100)])
+    node = [f for f in flows(rec) if f.transport == "tcp" and f.tunnel is None]
+    inner = [f for f in flows(rec) if f.transport == "tcp" and f.tunnel is not None]
+    assert len(node) == 1 and not node[0].rst and node[0].c_packets == 3
+    assert len(inner) == 1 and inner[0].rst
+
+
+def test_tunnelled_dns_answer_does_not_name_the_node_flows():
+    """An inner DNS answer 'pypi.org is EVIL' to the node's own address must not name the
+    node's direct connection to EVIL (it would turn a direct-IP upload into an FQDN one)."""
+    fake = [vx(dns_query(NODE, R, "pypi.org", 7)), vx(dns_answer(NODE, R, "pypi.org", EVIL, 7), out=False)]
+    real = tcp_handshake(NODE, EVIL, 42001)
+    _, rec = run([*fake, *real])
+    (node,) = [f for f in flows(rec) if f.transport == "tcp"]
+    assert node.domain is None and node.name_source == "none"
+
+
+def test_dns_inside_one_tunnel_names_flows_in_that_tunnel():
+    pkts = [dns_query(POD, "10.0.0.10", "pypi.org", 8), dns_answer(POD, "10.0.0.10", "pypi.org", WEB, 8),
+            *tcp_handshake(POD, WEB, 41001)]
+    _, rec = run([vx(p, out=p[IP].src == POD) for p in pkts])
+    (tcp,) = [f for f in flows(rec) if f.transport == "tcp"]
+    assert tcp.domain == "pypi.org" and tcp.name_source == "dns"
+    assert not tcp.dns_trusted              # no tunnelled answer comes from a trusted resolver
+
+
+def test_sni_inside_gre_and_the_gre_flow_is_kept():
+    hello = IP(src=POD, dst=WEB) / TCP(sport=41002, dport=443, flags="PA", seq=1001, ack=5001) / client_hello("pypi.org")
+    pkts = [Ether() / IP(src=NODE, dst=VTEP) / GRE(key_present=1, key=9) / p
+            for p in [*tcp_handshake(POD, WEB, 41002), hello] if p[IP].src == POD]
+    _, rec = run(pkts)
+    got = {f.transport: f for f in flows(rec)}
+    assert got["gre"].server_ip == VTEP and got["gre"].proto == 47
+    assert got["tcp"].sni == "pypi.org" and got["tcp"].tunnel.ident == 9
+
+
+def test_mpls_stack_has_no_carrier_flow():
+    pkt = Ether(type=0x8847) / MPLS(label=16, s=0) / MPLS(label=300, s=1) / IP(src=POD, dst=WEB) / UDP(
+        sport=5000, dport=5001)
+    _, rec = run([pkt])
+    (f,) = flows(rec)
+    assert f.transport == "udp" and f.tunnel.kind == "mpls" and f.tunnel.ident == 300
+
+
+def test_ipv6_in_ipv4_transport_keyword():
+    pkt = Ether() / IP(src=NODE, dst=VTEP) / IPv6(src="2001:db8::1", dst="2a04:4e42::1") / UDP(sport=1, dport=2)
+    _, rec = run([pkt])
+    assert sorted(f.transport for f in flows(rec)) == ["ipv6", "udp"]
+
+
+def test_truncated_vxlan_counts_tunnel_and_keeps_the_carrier():
+    pkt = Ether() / IP(src=NODE, dst=VTEP) / UDP(sport=40000, dport=4789) / b"\x08\x00\x00"
+    pipe, rec = run([pkt])
+    assert pipe.telemetry.malformed[Layer.TUNNEL] == 1
+    (outer,) = flows(rec)
+    assert outer.server_port == 4789 and outer.c_packets == 1
+
+
+def test_vxlan_port_set_comes_from_settings():
+    inner = IP(src=POD, dst=WEB) / UDP(sport=5000, dport=5001)
+    pkt = vx(inner, dport=9999)
+    _, rec = run([pkt], vxlan_ports=[9999])
+    assert sorted(f.transport for f in flows(rec)) == ["udp", "udp"]
+    _, rec = run([vx(inner, dport=8472)], vxlan_ports=[9999])
+    assert len(flows(rec)) == 1         # 8472 is no longer read as VXLAN
+    _, rec = run([vx(inner, dport=8472)])
+    assert len(flows(rec)) == 2         # default: 4789 and 8472
+
+
+def test_fragments_inside_a_tunnel_do_not_join_the_node_datagram():
+    """Two halves of a node datagram; a crafted inner fragment with the same id and
+    addresses cannot complete or overwrite it."""
+    big = IP(src=NODE, dst=EVIL, id=77) / UDP(sport=5000, dport=5001) / (b"A" * 64)
+    frag1 = IP(src=NODE, dst=EVIL, id=77, flags="MF", frag=0, proto=17) / bytes(big)[20:20 + 32]
+    frag2 = IP(src=NODE, dst=EVIL, id=77, frag=4, proto=17) / bytes(big)[20 + 32:]
+    forged = vx(IP(src=NODE, dst=EVIL, id=77, frag=4, proto=17) / (b"B" * 40))
+    _, rec = run([frag1, forged, frag2])
+    node = [f for f in flows(rec) if f.transport == "udp" and f.tunnel is None and f.server_port == 5001]
+    assert len(node) == 1 and node[0].c_packets == 2
