@@ -43,7 +43,7 @@ class Context:
     """What the pipeline hands every detector besides its own settings."""
     telemetry: Telemetry
     dns_servers: tuple[str, ...] = ("168.63.129.16",)
-    max_keys: int = 50_000
+    max_keys: int = 20_000
 
 
 class Capped(OrderedDict):

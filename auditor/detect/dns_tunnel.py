@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter, deque
+from array import array
+from collections import Counter
 from functools import lru_cache
 
 from pydantic import Field
@@ -58,7 +59,10 @@ class _Recent:
     def __init__(self, min_queries: int):
         # name -> [last ts, queries, qtype, suspicious, long TXT, entropy, max label]
         self.names: dict[str, list] = {}
-        self.times: deque[float] = deque(maxlen=min_queries)  # suspicious query times
+        # The last `min_queries` suspicious query times, oldest first: a packed array (8 bytes
+        # a time) rather than a deque, whose first block alone costs ~600 bytes a key; a flood
+        # of unique names fills every one of the `max_keys` slots.
+        self.times = array("d")
         self.null = False
 
 
@@ -138,7 +142,10 @@ class DnsTunneling(Detector):
                 break
             del names[oldest]
         if suspicious:
-            recent.times.append(ts)
+            times = recent.times
+            times.append(ts)
+            if len(times) > s.min_queries:
+                del times[0]
         recent.null = recent.null or qtype == NULL
         self._judge(ts, querier, domain, recent, ev.flow, qtype == NULL)
 

@@ -52,7 +52,7 @@ def settings_model(detectors: tuple[type[Detector], ...] = DETECTORS) -> type[Ba
                                    description=(d.__doc__ or d.name).strip().splitlines()[0]))
         for d in detectors}
     fields["disabled"] = (list[str], Field(default_factory=list, description="detectors not to run"))
-    fields["max_keys"] = (int, Field(50_000, ge=1, description="cap on each detector's per-key state"))
+    fields["max_keys"] = (int, Field(20_000, ge=1, description="cap on each detector's per-key state"))
     model = create_model(
         "DetectorsSettings", __config__=ConfigDict(extra="forbid"),
         __validators__={"_known": field_validator("disabled")(classmethod(known))},  # type: ignore[dict-item]
