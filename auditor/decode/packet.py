@@ -138,8 +138,12 @@ class Fragment:
 
 class Tunnel(Packet):
     """A packet whose payload is another packet (VXLAN/Geneve/Teredo UDP, GRE, IP-in-IP), or
-    an MPLS frame (then `proto` is -1 and no flow is kept for it: there is no outer IP)."""
-    __slots__ = ()
+    an MPLS frame (then `proto` is -1 and no flow is kept for it: there is no outer IP).
+
+    A UDP carrier's port on the side away from the tunnel port is per-inner-flow entropy; the
+    tracker keys the carrier by the tunnel port alone (`ANY_PORT` in the other place) and
+    keeps the real port it replaced in `entropy_port` (set only then)."""
+    __slots__ = ("entropy_port",)
 
 
 def set_tunnel_ports(vxlan: Iterable[int]) -> None:

@@ -30,7 +30,7 @@ from auditor.decode import packet
 from auditor.decode.packet import Fragment, Packet, Tunnel
 from auditor.telemetry import Layer
 
-__all__ = ["Encap", "layers", "MAX_DEPTH", "MAX_LABELS"]
+__all__ = ["Encap", "layers", "open_one", "MAX_DEPTH", "MAX_LABELS"]
 
 MAX_DEPTH = 8          # nested encapsulations; a deeper one is malformed "tunnel"
 MAX_LABELS = 16        # MPLS label stack entries
@@ -82,6 +82,7 @@ class Encap:
 _KIND_CODES = {k: i for i, k in enumerate(
     ("vxlan", "geneve", "teredo", "gre", "ip-in-ip", "ipv6-in-ip", "mpls"), 1)}
 _HOPS: dict[tuple, Encap] = {}
+_VXLAN_HOPS: dict[tuple, Encap] = {}
 _MAX_HOPS = 4096
 
 
@@ -106,27 +107,33 @@ def layers(t: Tunnel) -> list:
     while True:
         if t.proto != -1:              # MPLS has no carrier packet of its own
             out.append(t)
-        parent = t.tunnel
-        if parent is not None and parent.depth >= MAX_DEPTH:
-            out.append(_TUNNEL)
-            return out
-        try:
-            inner, hop = _open(t, parent)
-        except (IndexError, struct.error):   # a length that ran past the captured bytes
-            inner, hop = _TUNNEL, None
-        cls = inner.__class__
-        if cls is Tunnel:
-            inner.tunnel = hop
+        inner = open_one(t)
+        if inner.__class__ is Tunnel:
             t = inner
             continue
-        if cls is Packet or cls is Fragment:
-            inner.tunnel = hop
-            out.append(inner)
-        elif inner is Layer.LINK:
-            out.append(_TUNNEL)        # a cut Ethernet/PPP frame inside the tunnel
-        elif inner is not None:
+        if inner is not None:
             out.append(inner)
         return out
+
+
+def open_one(t: Tunnel):
+    """What one carrier holds, `tunnel` set to its hop: another `Tunnel`, a `Packet`, a
+    `Fragment`, the malformed `Layer`, or None (not IP, e.g. ARP inside VXLAN). The
+    tracker's loop over a frame's layers; never raises on hostile bytes."""
+    parent = t.tunnel
+    if parent is not None and parent.depth >= MAX_DEPTH:
+        return _TUNNEL
+    try:
+        inner, hop = _open(t, parent)
+    except (IndexError, struct.error):   # a length that ran past the captured bytes
+        return _TUNNEL
+    cls = inner.__class__
+    if cls is Tunnel or cls is Packet or cls is Fragment:
+        inner.tunnel = hop
+        return inner
+    if inner is Layer.LINK:
+        return _TUNNEL                 # a cut Ethernet/PPP frame inside the tunnel
+    return inner
 
 
 def _open(t: Tunnel, parent: Encap | None):
@@ -140,7 +147,15 @@ def _open(t: Tunnel, parent: Encap | None):
         if kind == "vxlan":
             if len(data) < 8:
                 return _TUNNEL, None
-            hop = _hop("vxlan", int.from_bytes(data[4:7], "big"), t.src, t.dst, parent)
+            # Most tunnelled frames are VXLAN: its hops are found by the raw VNI bytes, one
+            # lookup without building the integer (same bound as `_hop`).
+            vkey = (data[4:7], t.src, t.dst, parent)
+            hop = _VXLAN_HOPS.get(vkey)
+            if hop is None:
+                if len(_VXLAN_HOPS) >= _MAX_HOPS:
+                    _VXLAN_HOPS.clear()
+                hop = _VXLAN_HOPS[vkey] = _hop("vxlan", int.from_bytes(vkey[0], "big"), t.src,
+                                               t.dst, parent)
             if len(data) >= 22 and data[20] == 8 and data[21] == 0:   # the usual: IPv4
                 return packet._ipv4(data, 22, ts), hop
             return packet.ethernet(data, 8, ts), hop

@@ -46,7 +46,10 @@ def flow_community_id(flow: Flow) -> str:
     """The flow's Community ID (client -> server), computed once."""
     cid = flow.community_id
     if cid is None:
-        proto, c, cp, s, sp = flow.key[:5]
+        proto, c, _, s, _ = flow.key[:5]
+        # The record's ports, not the key's: a tunnel carrier's key has no client port (the
+        # first conversation's Community ID is the one given).
+        cp, sp = flow.client_port, flow.server_port
         if not isinstance(c, bytes):      # a record built by hand: text addresses
             c, s = socket.inet_pton(_family(c), c), socket.inet_pton(_family(s), s)
         if proto in (1, 58):

@@ -29,6 +29,8 @@ from auditor.decode.packet import Packet
 from auditor.flow import TRANSPORT_NAMES, Flow
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
+# In a UDP tunnel carrier's key, the port that is per-inner-flow entropy (never a real port).
+ANY_PORT = -1
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 
@@ -108,7 +110,7 @@ class FlowTable:
     def _sender_is_client(self, pkt: Packet) -> bool:
         """Is the first packet's sender the client? (rules in the module docstring)"""
         flags = pkt.tcp_flags & (SYN | ACK) if pkt.proto == TCP else 0
-        if flags == SYN:
+        if flags == SYN or pkt.sport == ANY_PORT:   # a SYN; a datagram to a tunnel port
             return True
         src_node, dst_node = self._is_node(pkt.src), self._is_node(pkt.dst)
         if src_node != dst_node:
@@ -165,6 +167,8 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
     tunnel = pkt.tunnel
     if tunnel is not None:
         key += (tunnel.scope,)
+    if cp == ANY_PORT:              # a tunnel carrier: the event shows the first real port
+        cp = pkt.entropy_port
     flow = Flow(transport=TRANSPORT_NAMES.get(pkt.proto, str(pkt.proto)),
                 client_ip=ip_text(c), client_port=cp, server_ip=ip_text(s), server_port=sp,
                 start=pkt.ts, key=key, midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)

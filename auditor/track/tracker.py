@@ -12,7 +12,7 @@ from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
 from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4
-from auditor.decode.tunnel import layers as tunnel_layers
+from auditor.decode.tunnel import open_one as open_tunnel
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Table, Telemetry
@@ -20,7 +20,7 @@ from auditor.track import naming
 from auditor.track.defrag import Defragmenter
 from auditor.track.dnswatch import DnsWatch
 from auditor.track.h2c import H2Watch
-from auditor.track.flows import ACK, FIN, RST, SYN, TCP, FlowTable, Timeouts
+from auditor.track.flows import ACK, ANY_PORT, FIN, RST, SYN, TCP, FlowTable, Timeouts
 from auditor.track.names import NameCache, PendingQueries
 from auditor.track.state import state
 from auditor.track.streams import Budget
@@ -151,36 +151,83 @@ class Tracker:
 
     def tunnel(self, t: Tunnel) -> None:
         """A packet that carries another: the carrier and every packet inside it are
-        tracked (each inner one scoped by its encapsulation), malformed layers counted."""
-        for layer in tunnel_layers(t):
-            cls = layer.__class__
-            if cls is not Layer:
-                layer.ts_ns = t.ts_ns
+        tracked, outermost first (each inner one scoped by its encapsulation), malformed
+        layers counted."""
+        ts_ns = t.ts_ns
+        while True:
+            inner = open_tunnel(t)      # before `_carrier`, which rekeys a UDP carrier
+            if t.proto != -1:           # MPLS has no carrier packet of its own
+                self._carrier(t)
+            cls = inner.__class__
             if cls is Tunnel:
-                self._carrier(layer)
-            elif cls is Packet:
-                self.packet(layer)
+                inner.ts_ns = ts_ns
+                t = inner
+                continue
+            if cls is Packet:
+                inner.ts_ns = ts_ns
+                self.packet(inner)
             elif cls is Fragment:
-                self.fragment(layer)
-            else:
-                self.telemetry.bad(layer)
+                inner.ts_ns = ts_ns
+                self.fragment(inner)
+            elif inner is not None:
+                self.telemetry.bad(inner)
+            return
 
     def _carrier(self, pkt: Tunnel) -> None:
-        """A tunnel's carrier packet on a flow already named: just the counters (a carrier is
-        UDP, GRE or IP-in-IP, never a SYN, and its name was settled by its first payload).
-        Anything else (a new flow, a sweep due, port 53) takes the full path. Every
-        tunnelled frame passes here, so this is the tunnel path's share of the hot path."""
-        flow = None
-        if pkt.ts < self._next_sweep:
-            key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
+        """A tunnel's carrier packet. A UDP carrier is keyed by the tunnel port alone: the
+        other port is entropy the sender hashes from the inner headers (RFC 7348 section 5,
+        RFC 8926 section 3.3), so one carrier flow per tunnel and direction stands for all
+        the inner flows, and the sender of a datagram *to* a tunnel port is the client (a
+        remote VTEP sending to the node's port 4789 is not egress to its own random port).
+        A datagram *from* a tunnel port joins such a flow as its answer, except when the
+        node sends it on a flow that is not egress: otherwise a forged datagram to the node's
+        tunnel port would make the node's own sends to that host look like answers.
+        Carrier packets of a named flow take a counters-only path: every tunnelled frame
+        passes here, so this is the tunnel path's share of the hot path."""
+        if pkt.ts >= self._next_sweep:
+            self.tick(pkt.ts)       # before the lookups below: expiry must not follow them
+        from_client = True
+        if pkt.proto == 17:
+            sport, dport = pkt.sport, pkt.dport
+            if dport < sport:       # to the tunnel port (decode: the lower one)
+                key: tuple = (17, pkt.src, ANY_PORT, pkt.dst, dport)
+                if pkt.tunnel is not None:
+                    key += (pkt.tunnel.scope,)
+                pkt.entropy_port, pkt.sport = sport, ANY_PORT
+                flow = self._by_client_key(key)
+            elif sport < dport:     # from the tunnel port: an answer, if its flow is there
+                key = (17, pkt.src, sport, pkt.dst, ANY_PORT)
+                if pkt.tunnel is not None:
+                    key += (pkt.tunnel.scope,)
+                flow = self._by_server_key(key)
+                if flow is not None and (flow.egress or pkt.src not in self.node_networks):
+                    pkt.entropy_port, pkt.dport = dport, ANY_PORT
+                    from_client = False
+                else:
+                    flow = None
+            else:                   # the tunnel port both ways: a 5-tuple like any other
+                key = (17, pkt.src, sport, pkt.dst, dport)
+                if pkt.tunnel is not None:
+                    key += (pkt.tunnel.scope,)
+                flow = self._by_client_key(key)
+                if flow is None:
+                    flow = self._by_server_key(key)
+                    from_client = False
+            if flow is None or not flow.named:
+                self.packet(pkt)
+                return
+        else:
+            key = (pkt.proto, pkt.src, 0, pkt.dst, 0)
             if pkt.tunnel is not None:
                 key += (pkt.tunnel.scope,)
             flow = self._by_client_key(key)
-            from_client = flow is not None
             if flow is None:
                 flow = self._by_server_key(key)
-        if flow is None or not flow.named or flow.server_port == DNS_PORT \
-                or flow.client_port == DNS_PORT:
+                from_client = False
+            if flow is None or not flow.named:
+                self.packet(pkt)
+                return
+        if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
             self.packet(pkt)
             return
         self._touch(flow.key)

@@ -316,9 +316,13 @@ def test_generated_tunnel_captures_are_reproducible(tmp_path):
 
 def test_harness_tunnel_layers():
     """Per-layer conversations: VXLAN's outer UDP and the inner flows are each one, with the
-    bytes of their own IP header; Geneve's inner SSH is one stream across both VNIs."""
+    bytes of their own IP header; Geneve's inner SSH is one stream across both VNIs. The
+    capture's four outer udp.streams (two source ports each way) are one carrier per
+    direction, as the auditor keys them."""
     vx = ts.conversations(PATHS["tunnel-vxlan-icmp-arp.pcap"])
-    assert {c.key.server_port for c in vx} == {4789} and len(vx) == 4
+    assert {c.key.server_port for c in vx} == {4789} and len(vx) == 2
+    assert {(c.key.client_ip, c.key.server_ip) for c in vx} == {
+        ("192.168.203.1", "192.168.202.1"), ("192.168.202.1", "192.168.203.1")}
     gen = [c for c in ts.conversations(PATHS["tunnel-geneve-options-ssh-icmp.pcap"])
            if c.key.transport == "tcp"]
     assert len(gen) == 1 and gen[0].key.server_port == 22

@@ -27,6 +27,9 @@ Normalisation decisions (all deliberate, see README.md):
 - When a frame carries several IP headers (tunnels), SNI, HTTP and DNS facts take the
   innermost; conversations are per layer (``_layers``): the outer UDP of VXLAN/Geneve/Teredo
   and every TCP/UDP inside are each a conversation with the bytes of their own IP header.
+  A UDP tunnel's carrier is aggregated as the auditor keys it: one conversation per sender,
+  receiver and tunnel port, whatever the source port (``_carrier_stream``), so the outer
+  UDP of a VXLAN overlay is one conversation each way, not one per inner flow.
   What follows ICMP in a frame is a quoted header, excluded from conversations.
 - IP bytes: ``ip.len``, or ``ipv6.plen + 40`` (header-stated, so snaplen-truncated frames count
   their on-wire size). tshark puts a reassembled IP datagram into its ``udp.stream`` only on
@@ -102,7 +105,7 @@ class DnsResponse(NamedTuple):
 @dataclass
 class Conversation:
     key: FlowKey
-    stream: int
+    stream: int | tuple  # tcp.stream / udp.stream; an aggregated tunnel carrier: its key
     first_ts: float
     last_ts: float
     packets_c2s: int = 0
@@ -448,11 +451,34 @@ def _layers(row):
     return out
 
 
+_UDP_TUNNEL_PORTS = frozenset((4789, 8472, 6081, 3544))   # the auditor's defaults
+
+
+def _carrier_stream(ep, sk, depth, carriers):
+    """A UDP tunnel carrier as the auditor keys it (track/tracker.py `_carrier`): a datagram
+    to the tunnel port (the lower port, as the auditor decides even where tshark opens no
+    tunnel) belongs to one flow per (sender, receiver, tunnel port), whatever its source
+    port (per-inner-flow entropy); a datagram from the tunnel port is that flow's answer if
+    the flow already exists (every address is a node address in this harness, so the
+    auditor's exception for the node's sends on a non-egress flow never applies)."""
+    transport, src, sport, dst, dport = ep
+    if transport != "udp" or sport == dport:
+        return ep, sk
+    if dport < sport and dport in _UDP_TUNNEL_PORTS:
+        agg = (src, dst, dport, depth)
+        carriers.setdefault(agg, sport)
+        return ("udp", src, -1, dst, dport), ("udp", agg)
+    if sport < dport and sport in _UDP_TUNNEL_PORTS and (dst, src, sport, depth) in carriers:
+        return ("udp", src, sport, dst, -1), ("udp", (dst, src, sport, depth))
+    return ep, sk
+
+
 @_cache
 def conversations(path) -> list[Conversation]:
     """One entry per tshark ``tcp.stream`` and ``udp.stream``, in stream-start order; a
     tunnel's outer UDP flow and the flows inside it are conversations of their own."""
     rows = frames(path)
+    carriers: dict[tuple, int] = {}   # aggregated UDP tunnel carrier -> its first real port
     frame_info: dict[int, tuple[float, int]] = {}  # frame -> (ts, header-stated IP bytes)
     per_stream: dict[tuple[str, int], list] = {}
     for row in rows:
@@ -462,6 +488,7 @@ def conversations(path) -> list[Conversation]:
         frame_info[frame] = (ts, _ip_bytes(protos, ip_len, ip6_plen))
         frags = [int(x) for x in (row[17] or row[18])]
         for depth, (ep, sk, syn, ack, ipb) in enumerate(_layers(row)):
+            ep, sk = _carrier_stream(ep, sk, depth, carriers)
             # tshark reassembles only the outermost IP; inner layers are never fragments here
             per_stream.setdefault(sk, []).append((frame, ts, ep, syn, ack, ipb,
                                                   frags if depth == 0 else []))
@@ -488,6 +515,8 @@ def conversations(path) -> list[Conversation]:
         else:
             key = FlowKey(transport, any_ep[3], any_ep[4], any_ep[1], any_ep[2])
         conv = Conversation(key=key, stream=stream, first_ts=pkts[0][1], last_ts=pkts[-1][1])
+        if isinstance(stream, tuple):          # an aggregated carrier: its first real port
+            conv.key = key._replace(client_port=carriers[stream])
         for frame, ts, ep, _syn, _ack, ipb, frags in pkts:
             members = frags if frags else [frame]
             n = len(members)
@@ -504,7 +533,8 @@ def conversations(path) -> list[Conversation]:
                 conv.bytes_s2c += b
             conv.frames.extend(members)
         convs.append(conv)
-    convs.sort(key=lambda c: (c.first_ts, c.key.transport, c.stream))
+    convs.sort(key=lambda c: (c.first_ts, c.key.transport,
+                             c.stream if isinstance(c.stream, int) else -1))
     return convs
 
 

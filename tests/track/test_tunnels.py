@@ -137,3 +137,82 @@ def test_fragments_inside_a_tunnel_do_not_join_the_node_datagram():
     _, rec = run([frag1, forged, frag2])
     node = [f for f in flows(rec) if f.transport == "udp" and f.tunnel is None and f.server_port == 5001]
     assert len(node) == 1 and node[0].c_packets == 2
+
+
+# -- a UDP tunnel's carrier is keyed by the tunnel port (the other port is entropy) -------
+
+def _udp_carriers(rec):
+    return sorted((f for f in flows(rec) if f.transport == "udp" and f.tunnel is None),
+                  key=lambda f: (f.client_ip, f.server_ip))
+
+
+def test_one_carrier_per_direction_whatever_the_entropy_ports():
+    """Linux hashes each inner flow into its own outer source port (RFC 7348 section 5): ten
+    inner flows are still one carrier each way, with every packet and byte, not twenty."""
+    pkts = []
+    for i in range(10):
+        hs = tcp_handshake(POD, WEB, 41000 + i)
+        pkts += [vx(p, out=p[IP].src == POD, sport=50000 + 7 * i + (p[IP].src != POD))
+                 for p in hs]
+    _, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    out, back = sorted(_udp_carriers(rec), key=lambda f: f.client_ip != NODE)
+    assert (out.client_ip, out.server_ip, out.server_port) == (NODE, VTEP, 4789)
+    assert out.client_port == 50000 and out.egress            # the first real source port
+    assert (out.c_packets, out.s_packets) == (20, 0)
+    # The remote VTEP sending to the node's port 4789 is its client: inbound, not egress to
+    # the remote's random source port.
+    assert (back.client_ip, back.server_ip, back.server_port) == (VTEP, NODE, 4789)
+    assert not back.egress and (back.c_packets, back.s_packets) == (10, 0)
+    assert len([f for f in flows(rec) if f.transport == "tcp"]) == 10
+
+
+def test_an_answer_from_the_tunnel_port_joins_its_carrier():
+    """Teredo-style: the client sends to the server's 3544 and is answered from it."""
+    inner = IPv6(src="2001:0:4136:e378:8000:63bf:3fff:fdd2", dst="2001:db8::1") / UDP(
+        sport=1, dport=2)
+    teredo = [IP(src=NODE, dst=VTEP) / UDP(sport=40001, dport=3544) / inner,
+              IP(src=VTEP, dst=NODE) / UDP(sport=3544, dport=40001) / inner,
+              IP(src=NODE, dst=VTEP) / UDP(sport=40002, dport=3544) / inner]
+    _, rec = run(teredo, node_networks=["10.0.0.0/16"])
+    (carrier,) = _udp_carriers(rec)
+    assert (carrier.client_ip, carrier.client_port, carrier.server_port) == (NODE, 40001, 3544)
+    assert (carrier.c_packets, carrier.s_packets) == (2, 1) and carrier.egress
+
+
+def test_a_forged_datagram_to_the_node_tunnel_port_cannot_hide_an_upload():
+    """A job forges EVIL:50000 -> node:4789 (an inbound carrier, not egress), then uploads
+    from the node's port 4789 to EVIL:50000. Those sends are not answers on the inbound
+    flow: they are an egress flow of their own, to the real port, with every byte."""
+    forged = Ether() / IP(src=EVIL, dst=NODE) / UDP(sport=50000, dport=4789) / VXLAN(vni=1) / \
+        Ether() / IP(src="192.0.2.1", dst="192.0.2.2") / UDP(sport=1, dport=2)
+    upload = [Ether() / IP(src=NODE, dst=EVIL) / UDP(sport=4789, dport=50000) / VXLAN(vni=1) /
+              Ether() / IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=2, dport=1) /
+              (b"x" * 1000) for _ in range(5)]
+    _, rec = run([forged, *upload], node_networks=["10.0.0.0/16"])
+    carriers = _udp_carriers(rec)
+    inbound = [f for f in carriers if f.client_ip == EVIL]
+    egress = [f for f in carriers if f.client_ip == NODE]
+    assert len(inbound) == 1 and not inbound[0].egress and inbound[0].s_packets == 0
+    assert len(egress) == 1 and egress[0].egress
+    assert (egress[0].server_ip, egress[0].server_port) == (EVIL, 50000)
+    assert egress[0].c_packets == 5 and egress[0].c_bytes == 5 * len(upload[0][IP])
+
+
+def test_sends_from_the_tunnel_port_stay_per_port():
+    """From the node's tunnel port to two ports of one host: two flows, each judged on its
+    own port (no aggregation on the remote side, which the sender chooses)."""
+    pkts = [IP(src=NODE, dst=EVIL) / UDP(sport=4789, dport=port) / VXLAN(vni=1) / Ether() /
+            IP(src="192.0.2.2", dst="192.0.2.1") / UDP(sport=2, dport=1)
+            for port in (50000, 60000)]
+    _, rec = run(pkts, node_networks=["10.0.0.0/16"])
+    assert sorted(f.server_port for f in _udp_carriers(rec)) == [50000, 60000]
+
+
+def test_carrier_community_id_is_the_first_conversation():
+    from auditor.sinks.identity import community_id, flow_community_id
+    import socket
+    pkts = [vx(IP(src=POD, dst=WEB) / UDP(sport=5, dport=6), sport=port) for port in (50001, 50002)]
+    _, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    (carrier,) = _udp_carriers(rec)
+    want = community_id(17, socket.inet_aton(NODE), socket.inet_aton(VTEP), 50001, 4789)
+    assert flow_community_id(carrier) == want and carrier.c_packets == 2
