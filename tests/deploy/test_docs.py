@@ -59,3 +59,24 @@ def test_the_documented_overlay_renders(tmp_path):
     [source] = [s for s in ds["volumes"][0]["projected"]["sources"] if s["configMap"]["name"].startswith("egress-auditor-policy")]
     assert source["configMap"]["name"] == policy["metadata"]["name"]          # the pods follow the new hash
     assert ("PrometheusRule", "egress-auditor") in docs
+
+
+def test_the_documented_attribution_component_renders(tmp_path):
+    """The walk-through's overlay with the attribution snippet added: the component's three
+    privileges, and attribution no longer turned off."""
+    text = (DOCS / "deploy.md").read_text()
+    overlay = re.search(r"```yaml\n# my-cluster/kustomization.yaml\n(.*?)```", text, re.S).group(1)
+    snippet = re.search(r"```yaml\n(components:\n.*?)```", text, re.S).group(1)
+    shutil.copytree(ROOT / "deploy" / "kubernetes", tmp_path / "egress-auditor" / "deploy" / "kubernetes")
+    mine = tmp_path / "my-cluster"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(overlay + snippet)
+    (mine / "workspace.yml").write_text((ROOT / "examples/policies/managed-network-only.yaml").read_text())
+    r = run(tool("kubectl"), "kustomize", mine)
+    assert r.returncode == 0, r.stderr
+    [ds] = [d for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    [c] = spec["containers"]
+    assert spec["hostPID"] is True and "--no-attribution" not in c["args"]
+    assert c["securityContext"]["capabilities"]["add"] == ["NET_RAW", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
+    assert c["image"] == "contosoreg.azurecr.io/egress-auditor@sha256:" + "0" * 64
