@@ -12,7 +12,9 @@
 # Runs as root because AF_PACKET capture needs CAP_NET_RAW in the process's effective set, and
 # container runtimes grant added capabilities to root only; docker-compose.yml and the
 # Kubernetes DaemonSet drop every capability but NET_RAW and NET_ADMIN (the latter raises the
-# socket receive buffer beyond rmem_max). Nothing is written inside the image at run time:
+# socket receive buffer beyond rmem_max) and capture only; their opt-in attribution (compose's
+# override file, the Kubernetes component) adds SYS_PTRACE and DAC_READ_SEARCH and the host PID
+# namespace. Nothing is written inside the image at run time:
 # bytecode is compiled at build time and PYTHONDONTWRITEBYTECODE is set, so the root file
 # system can be read-only; audit events go to a volume (/var/log/egress-auditor) or stdout.
 

@@ -25,6 +25,12 @@
 #   --metrics-listen ADDR  /metrics address (default: 127.0.0.1:19807: scraped by a local agent)
 #   --python PY            interpreter for --wheelhouse
 #   --timeout SECONDS      how long to wait for capture to start (default: 60)
+#   --attribution          also name the process, user and container behind each flow
+#                          (default: capture only, --no-attribution, CAP_NET_RAW + CAP_NET_ADMIN).
+#                          Adds CAP_SYS_PTRACE + CAP_DAC_READ_SEARCH: with --wheelhouse it installs
+#                          deploy/systemd/egress-auditor.service.d/attribution.conf; with --image
+#                          the container also shares the host's PID namespace. Run again without
+#                          it to go back to capture only.
 #
 # Exit status: 0 when the unit runs and serves metrics (which it does only once its capture
 # socket is open); 1 otherwise, after printing the unit's last log lines. A non-zero exit marks
@@ -46,7 +52,7 @@ die() { echo "egress-auditor setup: FAILED: $*" >&2; exit 1; }
 say() { echo "egress-auditor setup: $*" >&2; }
 
 wheelhouse="" image="" policy="./workspace.yml" settings="" interface="" python=""
-listen="127.0.0.1:19807" timeout=60
+listen="127.0.0.1:19807" timeout=60 attribution=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --wheelhouse) wheelhouse="$2"; shift 2 ;;
@@ -57,6 +63,7 @@ while [ $# -gt 0 ]; do
     --metrics-listen) listen="$2"; shift 2 ;;
     --python) python="$2"; shift 2 ;;
     --timeout) timeout="$2"; shift 2 ;;
+    --attribution) attribution=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//;/^set -euo/d'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -92,7 +99,11 @@ if [ -z "$ROOT" ] && ! id -u "$USER_NAME" >/dev/null 2>&1; then
 fi
 
 # -- install source ------------------------------------------------------------------------------
+# The drop-ins this script writes (a previous run's, perhaps from the other source or with the
+# other --attribution); any other file there is the administrator's and stays.
 dropin="$ROOT/etc/systemd/system/$UNIT.d"
+rm -f "$dropin/container.conf" "$dropin/attribution.conf"
+if [ -d "$dropin" ]; then rmdir --ignore-fail-on-non-empty "$dropin"; fi
 if [ -n "$wheelhouse" ]; then
   [ -d "$wheelhouse" ] || die "wheelhouse '$wheelhouse' is not a directory"
   ls "$wheelhouse"/egress_auditor-*.whl >/dev/null 2>&1 || die "no egress_auditor-*.whl in '$wheelhouse'"
@@ -115,7 +126,10 @@ if [ -n "$wheelhouse" ]; then
     PIP_CONFIG_FILE=/dev/null "$ROOT$PREFIX/bin/python" -m pip install --quiet --no-index \
         --find-links "$wheelhouse" --no-cache-dir --disable-pip-version-check egress-auditor
   ) || die "pip could not install egress-auditor from '$wheelhouse' alone (built for another Python?)"
-  rm -rf "$dropin"
+  if [ -n "$attribution" ]; then
+    install -d -m 0755 "$dropin"
+    install -m 0644 "$HERE/../systemd/$UNIT.d/attribution.conf" "$dropin/attribution.conf"
+  fi
 else
   command -v docker >/dev/null 2>&1 || die "--image needs docker on the node"
   registry="${image%%/*}"
@@ -126,12 +140,19 @@ else
   fi
   say "pulling $image"
   docker pull --quiet "$image" >/dev/null || die "docker pull $image failed"
+  if [ -n "$attribution" ]; then
+    # Attribution reads every process's /proc/PID/fd (another user's only with both capabilities).
+    what="NET_RAW, NET_ADMIN, and SYS_PTRACE + DAC_READ_SEARCH and the host's PID namespace for attribution"
+    pid_host=" --pid host" attribution_caps=" --cap-add SYS_PTRACE --cap-add DAC_READ_SEARCH" no_attribution=""
+  else
+    what="NET_RAW and NET_ADMIN only: capture, no attribution (--attribution adds it)"
+    pid_host="" attribution_caps="" no_attribution=" --no-attribution"
+  fi
   install -d -m 0755 "$dropin"
   cat > "$dropin/container.conf" <<EOF
 # Written by setup-compute-instance.sh --image: the same unit, running the image through docker.
-# The container gets the capabilities (NET_RAW, NET_ADMIN, and SYS_PTRACE + DAC_READ_SEARCH for
-# attribution, which reads other users' /proc/PID/fd), the read-only root and the
-# host network; the unit's own process is the docker client, which needs the docker socket.
+# The container gets the capabilities ($what), the read-only root and the host network; the
+# unit's own process is the docker client, which needs the docker socket.
 [Service]
 User=root
 Group=root
@@ -141,13 +162,12 @@ RuntimeDirectory=egress-auditor
 ExecStartPre=
 ExecStartPre=-/usr/bin/docker rm --force egress-auditor
 ExecStart=
-ExecStart=/usr/bin/docker run --rm --name egress-auditor --network host --pid host \\
-    --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN --cap-add SYS_PTRACE \\
-    --cap-add DAC_READ_SEARCH --read-only --tmpfs /tmp \\
+ExecStart=/usr/bin/docker run --rm --name egress-auditor --network host$pid_host \\
+    --cap-drop ALL --cap-add NET_RAW --cap-add NET_ADMIN$attribution_caps --read-only --tmpfs /tmp \\
     --security-opt no-new-privileges --env-file /etc/default/egress-auditor \\
     -v /etc/egress-auditor:/etc/egress-auditor:ro -v /var/log/egress-auditor:/var/log/egress-auditor \\
     $image run --interface \${CAPTURE_INTERFACE} --config /etc/egress-auditor/auditor.yaml \\
-    --policy /etc/egress-auditor/policy.yaml --events /var/log/egress-auditor/audit.jsonl
+    --policy /etc/egress-auditor/policy.yaml --events /var/log/egress-auditor/audit.jsonl$no_attribution
 ExecStop=/usr/bin/docker stop --time 25 egress-auditor
 ExecReload=
 ExecReload=/usr/bin/docker kill --signal HUP egress-auditor
@@ -190,4 +210,5 @@ if ! fetch; then
   "$JOURNALCTL" -u "$UNIT" -n 40 --no-pager >&2 || true
   die "capture did not start on $interface within ${timeout}s ($url does not answer); egress on this node is NOT audited"
 fi
-say "capturing on $interface; metrics on $url; audit log /var/log/egress-auditor/audit.jsonl"
+if [ -n "$attribution" ]; then owners="flows attributed to their process"; else owners="capture only (no attribution)"; fi
+say "capturing on $interface; metrics on $url; audit log /var/log/egress-auditor/audit.jsonl; $owners"

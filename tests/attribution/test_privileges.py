@@ -1,6 +1,8 @@
-"""The capabilities the deployments grant are exactly what attribution needs: with the four the
-DaemonSet and the unit hold, the socket of another user's process is found; with capture's two
-alone (or one more), the kernel refuses and the auditor counts the refusal.
+"""The capabilities the deployments grant are exactly what attribution needs: with the four
+that deployments with attribution hold (the systemd unit's attribution drop-in, compose's
+attribution override, the Kubernetes attribution component), the socket of another user's
+process is found; with capture's two alone (every deployment's default, which therefore runs
+--no-attribution) or one more, the kernel refuses and the auditor counts the refusal.
 
 Runs the real `/proc` scan in a child under `setpriv` (util-linux) with a reduced bounding set,
 against a real process of user `nobody` holding a listening socket. Root only."""

@@ -1,7 +1,10 @@
 """docker-compose.yml without a Docker engine: the compose-spec schema, Debian's
 `docker-compose config -q`, and the choices issue #5 asks for (host-network sidecar with only
-NET_RAW/NET_ADMIN, read-only root, a demo profile, healthchecks everywhere, loopback ports
-that agree with each other, mounts that exist)."""
+NET_RAW/NET_ADMIN and --no-attribution, read-only root, a demo profile, healthchecks
+everywhere, loopback ports that agree with each other, mounts that exist). The opt-in
+attribution override (examples/compose/attribution.override.yml) is merged by docker-compose
+itself: it changes the live auditor by the host PID namespace, two capabilities and the flag
+only."""
 from __future__ import annotations
 
 import json
@@ -11,6 +14,8 @@ import yaml
 
 from .helpers import COMPOSE, DOCKERFILE, PROMETHEUS_YML, ROOT, run, tool
 
+ATTRIBUTION_OVERRIDE = ROOT / "examples" / "compose" / "attribution.override.yml"
+
 
 @pytest.fixture(scope="module")
 def compose() -> dict:
@@ -18,7 +23,7 @@ def compose() -> dict:
 
 
 def test_compose_spec_schema():
-    r = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", COMPOSE)
+    r = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", COMPOSE, ATTRIBUTION_OVERRIDE)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -27,6 +32,36 @@ def test_docker_compose_config(profile):
     r = run(tool("docker-compose"), "--project-directory", ROOT, "-f", COMPOSE, "--profile", profile,
             "config", "-q", cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def merged(*files) -> dict:
+    """`docker-compose config` of the files, as compose merges them (profile live)."""
+    argv = [a for f in files for a in ("-f", f)]
+    r = run(tool("docker-compose"), "--project-directory", ROOT, *argv, "--profile", "live", "config", cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    config = yaml.safe_load(r.stdout)
+    for svc in config["services"].values():         # merging files reorders the mounts
+        svc["volumes"] = sorted(svc.get("volumes", []))
+    return config
+
+
+def test_the_attribution_override_adds_only_what_attribution_needs(compose):
+    override = yaml.safe_load(ATTRIBUTION_OVERRIDE.read_text())
+    assert list(override) == ["services"] and list(override["services"]) == ["auditor"]
+    assert set(override["services"]["auditor"]) == {"pid", "cap_add", "command"}
+    base, with_it = merged(COMPOSE), merged(COMPOSE, ATTRIBUTION_OVERRIDE)
+    a, b = base["services"]["auditor"], with_it["services"]["auditor"]
+    assert "pid" not in a and b["pid"] == "host"
+    assert sorted(a["cap_add"]) == ["NET_ADMIN", "NET_RAW"]
+    assert sorted(b["cap_add"]) == ["DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]   # merged, not replaced
+    assert b["cap_drop"] == ["ALL"]
+    # command is replaced whole: the base file's, less --no-attribution (kept in step)
+    assert a["command"][-1] == "--no-attribution" and b["command"] == a["command"][:-1]
+    assert {k: v for k, v in b.items() if k not in ("pid", "cap_add", "command")} == \
+        {k: v for k, v in a.items() if k not in ("cap_add", "command")}
+    assert {k: v for k, v in with_it["services"].items() if k != "auditor"} == \
+        {k: v for k, v in base["services"].items() if k != "auditor"}
+    assert with_it["volumes"] == base["volumes"]
 
 
 def test_every_service_has_a_healthcheck(compose):
@@ -41,7 +76,8 @@ def test_live_auditor_is_a_least_privilege_host_network_sidecar(compose):
     assert a["network_mode"] == "host"
     assert a["user"] == "root"
     assert a["cap_drop"] == ["ALL"]
-    assert sorted(a["cap_add"]) == ["DAC_READ_SEARCH", "NET_ADMIN", "NET_RAW", "SYS_PTRACE"]
+    assert a["cap_add"] == ["NET_RAW", "NET_ADMIN"]                             # capture only
+    assert a["command"][-1] == "--no-attribution" and "pid" not in a
     assert a["read_only"] is True and "/tmp" in a["tmpfs"]
     assert "no-new-privileges:true" in a["security_opt"]
     assert a["command"][0] == "run" and "--interface" in a["command"] and "--policy" in a["command"]

@@ -1,6 +1,7 @@
 """docs/deploy.md and docs/runbooks.md as a reader uses them: every link into them from the
-deploy files resolves to a heading, and the Kubernetes overlay the walk-through tells the
-reader to write renders with kubectl's kustomize into what it promises."""
+deploy files resolves to a heading, the Kubernetes overlay the walk-through tells the
+reader to write renders with kubectl's kustomize into what it promises, and the commands that
+turn attribution on for compose and compute instances name the files that do it."""
 from __future__ import annotations
 
 import re
@@ -20,7 +21,8 @@ def anchors(markdown: str) -> set[str]:
 
 def test_every_link_to_a_section_of_the_deploy_docs_resolves():
     targets = {name: anchors((DOCS / name).read_text()) for name in ("deploy.md", "runbooks.md", "hardening.md")}
-    files = [*DOCS.glob("*.md"), ROOT / "README.md", *(ROOT / "deploy").rglob("*"), ROOT / "Dockerfile"]
+    files = [*DOCS.glob("*.md"), ROOT / "README.md", *(ROOT / "deploy").rglob("*"), *(ROOT / "examples").rglob("*"),
+             ROOT / "Dockerfile", ROOT / "docker-compose.yml"]
     seen = 0
     for f in files:
         if not f.is_file() or f.suffix in (".pcap",):
@@ -59,3 +61,40 @@ def test_the_documented_overlay_renders(tmp_path):
     [source] = [s for s in ds["volumes"][0]["projected"]["sources"] if s["configMap"]["name"].startswith("egress-auditor-policy")]
     assert source["configMap"]["name"] == policy["metadata"]["name"]          # the pods follow the new hash
     assert ("PrometheusRule", "egress-auditor") in docs
+
+
+def test_the_documented_attribution_component_renders(tmp_path):
+    """The walk-through's overlay with the attribution snippet added: the component's three
+    privileges, and attribution no longer turned off."""
+    text = (DOCS / "deploy.md").read_text()
+    overlay = re.search(r"```yaml\n# my-cluster/kustomization.yaml\n(.*?)```", text, re.S).group(1)
+    snippet = re.search(r"```yaml\n(components:\n.*?)```", text, re.S).group(1)
+    shutil.copytree(ROOT / "deploy" / "kubernetes", tmp_path / "egress-auditor" / "deploy" / "kubernetes")
+    mine = tmp_path / "my-cluster"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(overlay + snippet)
+    (mine / "workspace.yml").write_text((ROOT / "examples/policies/managed-network-only.yaml").read_text())
+    r = run(tool("kubectl"), "kustomize", mine)
+    assert r.returncode == 0, r.stderr
+    [ds] = [d for d in yaml.safe_load_all(r.stdout) if d and d["kind"] == "DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    [c] = spec["containers"]
+    assert spec["hostPID"] is True and "--no-attribution" not in c["args"]
+    assert c["securityContext"]["capabilities"]["add"] == ["NET_RAW", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
+    assert c["image"] == "contosoreg.azurecr.io/egress-auditor@sha256:" + "0" * 64
+
+
+def test_the_documented_attribution_switches_name_the_shipped_files():
+    """Compose: the override file the command adds; compute instances: the drop-in copied to
+    where the setup script's --attribution puts it (and systemd reads drop-ins)."""
+    text = (DOCS / "deploy.md").read_text()
+    [override] = re.findall(r"docker compose -f docker-compose\.yml -f (\S+) --profile live up -d", text)
+    assert override == "examples/compose/attribution.override.yml" and (ROOT / override).is_file()
+    assert f"COMPOSE_FILE=docker-compose.yml:{override}" in text
+    src, dst = re.search(r"install -D -m 0644 (\S+) \\\n\s+(\S+)\n", text).groups()
+    assert src == "deploy/systemd/egress-auditor.service.d/attribution.conf" and (ROOT / src).is_file()
+    assert dst == "/etc/systemd/system/egress-auditor.service.d/attribution.conf"
+    setup = (ROOT / "deploy" / "azureml" / "setup-compute-instance.sh").read_text()
+    assert 'dropin="$ROOT/etc/systemd/system/$UNIT.d"' in setup and "UNIT=egress-auditor.service" in setup
+    assert 'install -m 0644 "$HERE/../systemd/$UNIT.d/attribution.conf" "$dropin/attribution.conf"' in setup
+    assert "`--attribution`" in text

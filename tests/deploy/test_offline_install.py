@@ -4,8 +4,10 @@ builds the project's wheel; a fresh venv installs egress-auditor from the wheelh
 `pip install --no-index` and none of this machine's pip configuration, and runs the README's
 demo. Then the Azure ML compute-instance setup script installs the same wheelhouse and starts
 the systemd unit, under a stand-in service manager that runs the unit's own command lines
-(there is no systemd here), capturing on loopback: it succeeds, and fails loudly when
-capture cannot start.
+(there is no systemd here), capturing on loopback: it succeeds capturing only, or with
+`--attribution` with the attribution drop-in and without --no-attribution, and fails loudly
+when capture cannot start. The `--image` route's generated drop-in is checked without a Docker
+engine (a stand-in `docker`) and passes `systemd-analyze verify`.
 
 Building the wheelhouse needs PyPI (about 10 s, 13 MB); everything after it is offline.
 """
@@ -29,6 +31,7 @@ from .helpers import DEMO_POLICY, ROOT, free_port, run, tool
 LOCK = ROOT / "requirements.lock"
 SETUP = ROOT / "deploy" / "azureml" / "setup-compute-instance.sh"
 UNIT = ROOT / "deploy" / "systemd" / "egress-auditor.service"
+DROPIN = ROOT / "deploy" / "systemd" / "egress-auditor.service.d" / "attribution.conf"
 
 
 def clean_env(**extra) -> dict:
@@ -252,12 +255,97 @@ def test_setup_script_installs_the_wheelhouse_and_capture_starts(node, wheelhous
     assert (root / "opt/egress-auditor/bin/egress-auditor").is_file()
     assert (root / "etc/logrotate.d/egress-auditor").is_file()
     assert not (root / "etc/systemd/system/egress-auditor.service.d").exists()
+    assert r.stderr.rstrip().endswith("capture only (no attribution)"), r.stderr
     # The unit's own ExecStart is what runs: the events file is where the unit says.
     events = root / "var/log/egress-auditor/audit.jsonl"
     deadline = time.monotonic() + 30
     while not events.exists():
         assert time.monotonic() < deadline, "the unit's --events file was never opened"
         time.sleep(0.2)
+    assert started_argv(root)[-1] == "--no-attribution"
+
+
+def started_argv(root: Path) -> list[str]:
+    """The command line of the process the stand-in service manager started for the unit (the
+    console script's interpreter first)."""
+    pid = int((root / "run/fake-systemd/egress-auditor.service.pid").read_text())
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+
+
+@pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too
+def test_setup_script_with_attribution_installs_the_dropin(node, wheelhouse, tmp_path):
+    """--attribution: the drop-in from deploy/systemd, byte for byte, and the process runs
+    the drop-in's command line (no --no-attribution); run again without it, capture only."""
+    root, env = node
+    port = free_port()
+    args = ("--wheelhouse", wheelhouse, "--policy", DEMO_POLICY, "--interface", "lo",
+            "--metrics-listen", f"127.0.0.1:{port}", "--python", sys.executable, "--timeout", "60")
+    mine = root / "etc/systemd/system/egress-auditor.service.d/override.conf"    # `systemctl edit`'s
+    mine.parent.mkdir(parents=True)
+    mine.write_text("[Service]\nNice=5\n")
+    r = setup(env, *args, "--attribution")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr.rstrip().endswith("flows attributed to their process"), r.stderr
+    assert (root / "etc/systemd/system/egress-auditor.service").read_text() == UNIT.read_text()
+    installed = root / "etc/systemd/system/egress-auditor.service.d/attribution.conf"
+    assert installed.read_text() == DROPIN.read_text()
+    argv = started_argv(root)
+    assert argv[argv.index("run") + 1] == "--interface" and "--no-attribution" not in argv, argv
+    assert argv[-2:] == ["--events", str(root / "var/log/egress-auditor/audit.jsonl")]
+    subprocess.run([env["SYSTEMCTL"], "stop", "egress-auditor.service"], env=env, capture_output=True)
+    r = setup(env, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not installed.exists() and mine.read_text() == "[Service]\nNice=5\n"
+    assert started_argv(root)[-1] == "--no-attribution"
+
+
+@pytest.mark.parametrize("attribution", [False, True])
+def test_setup_script_image_drop_in(node, tmp_path, attribution):
+    """--image on a node without a Docker engine: a stand-in `docker` that accepts the pull,
+    a service manager whose unit never comes up (so the script fails, after writing the
+    drop-in). The container gets capture's two capabilities and --no-attribution, or with
+    --attribution the host PID namespace, the two more and no --no-attribution; the unit with
+    that drop-in passes systemd-analyze verify."""
+    root, env = node
+    bin_ = tmp_path / "stub-bin"
+    bin_.mkdir()
+    (bin_ / "docker").write_text("#!/bin/sh\nexit 0\n")
+    (bin_ / "systemctl").write_text('#!/bin/sh\ncase "$1" in is-active) exit 3 ;; show) echo 5 ;; esac\n')
+    for f in bin_.iterdir():
+        f.chmod(0o755)
+    env = dict(env, PATH=f"{bin_}:{env['PATH']}", SYSTEMCTL=str(bin_ / "systemctl"))
+    image = "contoso.example/egress-auditor@sha256:" + "0" * 64
+    r = setup(env, "--image", image, "--policy", DEMO_POLICY, "--interface", "lo", "--metrics-listen",
+              f"127.0.0.1:{free_port()}", "--timeout", "1", *(["--attribution"] if attribution else []))
+    assert r.returncode == 1 and "FAILED: capture did not start on lo" in r.stderr, r.stderr
+    dropins = root / "etc/systemd/system/egress-auditor.service.d"
+    assert sorted(p.name for p in dropins.iterdir()) == ["container.conf"]
+    text = (dropins / "container.conf").read_text()
+    [start] = [line for line in re.sub(r"\\\n\s*", " ", text).splitlines() if line.startswith("ExecStart=/")]
+    argv = start.split("=", 1)[1].split()
+    caps = [argv[i + 1] for i, a in enumerate(argv) if a == "--cap-add"]
+    assert argv[argv.index("--cap-drop") + 1] == "ALL"
+    run_args = argv[argv.index(image) + 1:]
+    assert run_args[0] == "run" and run_args[run_args.index("--interface") + 1] == "${CAPTURE_INTERFACE}"
+    if attribution:
+        assert caps == ["NET_RAW", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
+        assert argv[argv.index("--pid") + 1] == "host" and "--no-attribution" not in run_args
+    else:
+        assert caps == ["NET_RAW", "NET_ADMIN"]
+        assert "--pid" not in argv and run_args[-1] == "--no-attribution"
+    # systemd-analyze verify on the unit with it: the commands' paths moved to executables
+    unit_dir = tmp_path / "units"
+    (unit_dir / "egress-auditor.service.d").mkdir(parents=True)
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    for exe in (prefix / "bin" / "egress-auditor", prefix / "bin" / "docker"):
+        exe.write_text("#!/bin/sh\n")
+        exe.chmod(0o755)
+    (unit_dir / "egress-auditor.service").write_text(UNIT.read_text().replace("/opt/egress-auditor", str(prefix)))
+    (unit_dir / "egress-auditor.service.d" / "container.conf").write_text(text.replace("/usr/bin/docker", str(prefix / "bin" / "docker")))
+    r = run(tool("systemd-analyze"), "verify", unit_dir / "egress-auditor.service",
+            env=dict(os.environ, SYSTEMD_UNIT_PATH=f"{unit_dir}:"))
+    assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
 
 
 @pytest.mark.slow     # builds a wheelhouse / fresh venvs: .ci/run runs the slow set too

@@ -204,10 +204,11 @@ def tcp_payload(ip: str, port: int, payload: bytes = b"hello, no name here\n") -
 class Sidecar:
     """`python -m auditor run ...` as a subprocess; stderr is collected line by line."""
 
-    def __init__(self, args: list[str], metrics_port: int | None = None, cwd: Path | None = None):
+    def __init__(self, args: list[str], metrics_port: int | None = None, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.metrics_port = metrics_port
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env = {k: v for k, v in env.items() if not k.startswith("EGRESS_AUDITOR_")}
+        inherited = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = {**{k: v for k, v in inherited.items() if not k.startswith("EGRESS_AUDITOR_")}, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "auditor", "run", *args], cwd=cwd, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -56,7 +56,8 @@ def net():
         resolver.close()
 
 
-def start(tmp_path: Path, resolver: DnsResponder, policy: Path = POLICY, *extra: str) -> Sidecar:
+def start(tmp_path: Path, resolver: DnsResponder, policy: Path = POLICY, *extra: str,
+          env: dict[str, str] | None = None) -> Sidecar:
     config = tmp_path / "auditor.yaml"
     # On lo the "remote hosts" are loopback addresses: judge them as egress.
     config.write_text(f"dns_servers: [{resolver.ip}]\nmetrics_listen: '127.0.0.1:19807'\n"
@@ -68,7 +69,7 @@ def start(tmp_path: Path, resolver: DnsResponder, policy: Path = POLICY, *extra:
     sidecar = Sidecar(["--interface", "lo", "--metrics-port", str(port),
                        "--events", str(tmp_path / "events.jsonl"), "--policy", str(policy),
                        "--node-network", f"{CLIENT_IP}/32", "--config", str(config),
-                       "--bpf", bpf, *extra], metrics_port=port)
+                       "--bpf", bpf, *extra], metrics_port=port, env=env)
     try:
         sidecar.wait_ready()
     except BaseException:
@@ -358,6 +359,51 @@ def test_flows_name_the_process_that_opened_them(tmp_path, net):
     assert flow["process"]["executable"] == os.path.realpath(sys.executable)
     assert flow["user"]["id"] == str(os.getuid())
     assert "attribution" in sidecar.stderr and "us per flow" in sidecar.stderr
+
+
+# The Kubernetes DaemonSet's default: capture only, and its own identity from the downward API.
+DOWNWARD_API = {"EGRESS_AUDITOR_OBSERVER_POD_NAME": "egress-auditor-x7k2p",
+                "EGRESS_AUDITOR_OBSERVER_POD_NAMESPACE": "egress-auditor",
+                "EGRESS_AUDITOR_OBSERVER_NODE_NAME": "aks-gpu-12345678-vmss000003"}
+OWNER_FIELDS = ("process", "user", "container")
+
+
+def test_no_attribution_says_nothing_of_owners_and_keeps_the_observer(tmp_path, net):
+    """With --no-attribution the same flow (its process holding the socket throughout) carries
+    no process, user, container or pod field, not even `attribution: unknown`: nothing was
+    looked up, so nothing is stale or guessed. The auditor's own pod, namespace and node, from
+    the downward API, are on every event."""
+    sidecar = start(tmp_path, net, POLICY, "--no-attribution", env=DOWNWARD_API)
+    client = subprocess.Popen([sys.executable, "-c", CLIENT], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(client.stdout.readline())
+        scrape_when(sidecar, "the client's flow to be denied", lambda t: (
+            metric(t, "egress_auditor_violations_total", reason="no_matching_rule") or 0) >= 1)
+        client.stdin.close()
+        assert client.wait(60) == 0
+        text = quiet_metrics(sidecar)          # a lookup, were there one, would be done by now
+        assert term(sidecar) == 0, sidecar.stderr
+    finally:
+        if client.poll() is None:
+            client.kill()
+        sidecar.close()
+    assert metric(text, "egress_auditor_flow_attributions_total", result="known") == 0
+    assert metric(text, "egress_auditor_flow_attributions_total", result="unknown") == 0
+    assert "egress_auditor_workload_egress_bytes_total{" not in text
+    evs = events(tmp_path)
+    (flow,) = [f for f in of(evs, "flow") if f["source"]["port"] == port]
+    assert of(evs, "violation", source__port=port)
+    for e in evs:
+        assert not set(OWNER_FIELDS) & set(e), e
+        assert "attribution" not in e["egress_auditor"] and "kubernetes" not in e["egress_auditor"], e
+        assert e["egress_auditor"]["observer"] == {"pod_name": "egress-auditor-x7k2p",
+                                                   "pod_namespace": "egress-auditor",
+                                                   "node_name": "aks-gpu-12345678-vmss000003"}
+        assert e["observer"]["name"] == "aks-gpu-12345678-vmss000003"
+        assert e["observer"]["hostname"] == socket.gethostname()
+    assert {e["event"]["action"] for e in evs} >= {"flow", "violation"}
+    assert "us per flow" not in sidecar.stderr
 
 
 # -- 3. SIGINT and a bad interface ----------------------------------------------------------
