@@ -144,6 +144,7 @@ class Tunnel(Packet):
     tracker keys the carrier by the tunnel port alone (`ANY_PORT` in the other place) and
     keeps the real port it replaced in `entropy_port` (set only then)."""
     __slots__ = ("entropy_port",)
+    entropy_port: int
 
 
 def set_tunnel_ports(vxlan: Iterable[int]) -> None:

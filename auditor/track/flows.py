@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from auditor.addresses import text as ip_text
-from auditor.decode.packet import Packet
+from auditor.decode.packet import Packet, Tunnel
 from auditor.flow import TRANSPORT_NAMES, Flow
 
 TCP, UDP, ICMP, ICMP6 = 6, 17, 1, 58
@@ -168,6 +168,7 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
     if tunnel is not None:
         key += (tunnel.scope,)
     if cp == ANY_PORT:              # a tunnel carrier: the event shows the first real port
+        assert isinstance(pkt, Tunnel)
         cp = pkt.entropy_port
     flow = Flow(transport=TRANSPORT_NAMES.get(pkt.proto, str(pkt.proto)),
                 client_ip=ip_text(c), client_port=cp, server_ip=ip_text(s), server_port=sp,

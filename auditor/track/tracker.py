@@ -187,47 +187,33 @@ class Tracker:
         if pkt.ts >= self._next_sweep:
             self.tick(pkt.ts)       # before the lookups below: expiry must not follow them
         from_client = True
-        if pkt.proto == 17:
-            sport, dport = pkt.sport, pkt.dport
-            if dport < sport:       # to the tunnel port (decode: the lower one)
-                key: tuple = (17, pkt.src, ANY_PORT, pkt.dst, dport)
-                if pkt.tunnel is not None:
-                    key += (pkt.tunnel.scope,)
-                pkt.entropy_port, pkt.sport = sport, ANY_PORT
-                flow = self._by_client_key(key)
-            elif sport < dport:     # from the tunnel port: an answer, if its flow is there
-                key = (17, pkt.src, sport, pkt.dst, ANY_PORT)
-                if pkt.tunnel is not None:
-                    key += (pkt.tunnel.scope,)
-                flow = self._by_server_key(key)
-                if flow is not None and (flow.egress or pkt.src not in self.node_networks):
-                    pkt.entropy_port, pkt.dport = dport, ANY_PORT
-                    from_client = False
-                else:
-                    flow = None
-            else:                   # the tunnel port both ways: a 5-tuple like any other
-                key = (17, pkt.src, sport, pkt.dst, dport)
-                if pkt.tunnel is not None:
-                    key += (pkt.tunnel.scope,)
-                flow = self._by_client_key(key)
-                if flow is None:
-                    flow = self._by_server_key(key)
-                    from_client = False
-            if flow is None or not flow.named:
-                self.packet(pkt)
-                return
-        else:
-            key = (pkt.proto, pkt.src, 0, pkt.dst, 0)
+        sport, dport = pkt.sport, pkt.dport
+        if pkt.proto == 17 and dport < sport:     # to the tunnel port (decode: the lower one)
+            key: tuple = (17, pkt.src, ANY_PORT, pkt.dst, dport)
+            if pkt.tunnel is not None:
+                key += (pkt.tunnel.scope,)
+            pkt.entropy_port, pkt.sport = sport, ANY_PORT
+            flow = self._by_client_key(key)
+        elif pkt.proto == 17 and sport < dport:   # from the tunnel port: an answer, if its flow is there
+            key = (17, pkt.src, sport, pkt.dst, ANY_PORT)
+            if pkt.tunnel is not None:
+                key += (pkt.tunnel.scope,)
+            flow = self._by_server_key(key)
+            if flow is not None and (flow.egress or pkt.src not in self.node_networks):
+                pkt.entropy_port, pkt.dport = dport, ANY_PORT
+                from_client = False
+            else:
+                flow = None
+        else:   # the tunnel port both ways, or GRE/IP-in-IP (ports 0): a 5-tuple like any other
+            key = (pkt.proto, pkt.src, sport, pkt.dst, dport)
             if pkt.tunnel is not None:
                 key += (pkt.tunnel.scope,)
             flow = self._by_client_key(key)
             if flow is None:
                 flow = self._by_server_key(key)
                 from_client = False
-            if flow is None or not flow.named:
-                self.packet(pkt)
-                return
-        if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+        if flow is None or not flow.named \
+                or flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
             self.packet(pkt)
             return
         self._touch(flow.key)
