@@ -37,14 +37,16 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends libpcap0.8=1.10.3-1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /tmp/wheels
+# Where the service tags' index is built below and read at run time (never inside the package).
+ENV EGRESS_AUDITOR_CACHE_DIR=/var/cache/egress-auditor
 # The dependencies with --require-hashes from the lock, then the package itself; no index.
 RUN python -m pip install --no-cache-dir --no-index --find-links /tmp/wheels --compile \
         --require-hashes -r /tmp/wheels/requirements.lock \
  && python -m pip install --no-cache-dir --no-index --no-deps --compile /tmp/wheels/egress_auditor-*.whl \
  && rm -rf /tmp/wheels \
- && mkdir -p /etc/egress-auditor /var/log/egress-auditor /usr/share/egress-auditor \
+ && mkdir -p /etc/egress-auditor /var/log/egress-auditor /usr/share/egress-auditor "$EGRESS_AUDITOR_CACHE_DIR" \
  && python -c "from auditor.policy.servicetags import ServiceTags; ServiceTags.load()"
-# (the last step prebuilds the bundled service tags' index next to the file: the root file
+# (the last step prebuilds the bundled service tags' index in the cache directory: the root file
 # system is read-only at run time, and the index saves ~0.5 s at every start)
 # The demo captures and their policy, for `docker compose --profile demo up`.
 COPY pcaps/demo/*.pcap pcaps/demo/policy.yaml /usr/share/egress-auditor/demo/

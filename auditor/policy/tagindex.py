@@ -2,9 +2,12 @@
 of JSON and ~96k prefixes on every run (0.5 s before; ~10 ms from the index).
 
 The index is keyed by the SHA-256 of the tags file and the `virtual_network` prefixes: a new
-download or another setting builds a new one. It is kept next to the tags file when that
-directory is writable (the Docker image builds it there), else in the user's cache directory
-(`$EGRESS_AUDITOR_CACHE_DIR`, `$XDG_CACHE_HOME/egress-auditor`, `~/.cache/egress-auditor`).
+download or another setting builds a new one. It is kept in `$EGRESS_AUDITOR_CACHE_DIR` when
+set (the Docker image builds it there), else next to the tags file when that directory is
+writable, else in the user's cache directory (`$XDG_CACHE_HOME/egress-auditor`,
+`~/.cache/egress-auditor`). Never next to the file bundled in the package: a file pip did not
+install outlives `pip uninstall`, and the leftover `auditor/` directory then shadows a later
+(editable) install of the package as an empty namespace package.
 
 It decides verdicts, so it is only trusted if it is ours: a regular file owned by this user,
 not writable by group or others, in a directory with the same properties; a version, the
@@ -32,8 +35,12 @@ def key(raw: bytes, virtual_network: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
 def _dirs(source: Path) -> list[Path]:
-    out = [source.parent]
+    parent = source.parent
+    out = [] if parent.resolve().is_relative_to(_PACKAGE) else [parent]
     env = os.environ.get("EGRESS_AUDITOR_CACHE_DIR")
     if env:
         out.insert(0, Path(env))

@@ -79,6 +79,10 @@ class LiveCapture:
             quiet.setLevel(level)
         self._raw: socket.socket = self._sock.ins
         _grow_rcvbuf(self._raw, RCVBUF)
+        # scapy's socket hears every interface from its creation, with a 0-byte buffer until
+        # the filter is attached: what arrived in that window was dropped and counted, yet it
+        # is not traffic the filter asked for. Reading the counters resets them.
+        self._raw.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS.size)
         # scapy enables PACKET_AUXDATA (VLAN tag, original length) and SO_TIMESTAMPNS.
         hatype = self._raw.getsockname()[3]
         if hatype not in _ARPHRD_LINKTYPE:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -132,3 +133,19 @@ def test_a_cache_directory_keeps_only_the_newest_indexes_of_a_tags_file(tmp_path
     left = sorted(p.name for p in tmp_path.glob(".tags.json.*.index"))
     assert len(left) == tagindex.KEEP_PER_SOURCE
     assert tagindex._name(source, f"{tagindex.KEEP_PER_SOURCE + 2:016x}" + "0" * 48) in left
+
+
+def test_the_bundled_tags_index_is_never_written_inside_the_package(tmp_path, monkeypatch):
+    # A file pip did not install outlives `pip uninstall`; the leftover auditor/ directory then
+    # shadows a later editable install as an empty namespace package (a newcomer running the
+    # README's two commands in order hit exactly that).
+    monkeypatch.delenv("EGRESS_AUDITOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    package = Path(servicetags.__file__).resolve().parents[1]
+    before = sorted(package.rglob("*.index"))
+    servicetags._LOADED.clear()
+    tags = ServiceTags.load()
+    servicetags._LOADED.clear()
+    assert tags.tags_for("20.60.1.5")
+    assert sorted(package.rglob("*.index")) == before
+    assert list((tmp_path / "egress-auditor").glob("*.index"))     # kept in the user's cache
