@@ -5,6 +5,7 @@
 Prints microseconds per message: our DNS parser vs dns.message.from_wire on every DNS
 response of the real captures, TLS ClientHello parsing, and QUIC Initial decrypt+parse.
 """
+import argparse
 import subprocess
 import sys
 import time
@@ -60,4 +61,5 @@ def main():
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     main()

@@ -13,6 +13,7 @@ port makes them), which isolates the per-packet cost of decapsulation.
 """
 from __future__ import annotations
 
+import argparse
 import struct
 import sys
 import zlib
@@ -64,4 +65,13 @@ def main(src: str, dst: str, fixed_port: bool = False) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], "--fixed-port" in sys.argv[3:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("src", help="a little-endian microsecond pcap of Ethernet frames")
+    ap.add_argument("dst")
+    ap.add_argument("--fixed-port", action="store_true",
+                    help="one outer source port per direction instead of one per inner flow")
+    args = ap.parse_args()
+    try:
+        main(args.src, args.dst, args.fixed_port)
+    except OSError as e:
+        sys.exit(f"wrap_vxlan: {e.filename}: {e.strerror}")
