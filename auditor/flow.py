@@ -26,7 +26,7 @@ class Flow:
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
         "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
         "ja4", "socks", "doh", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
-        "track_state", "tunnel", "name_scope",
+        "track_state", "tunnel", "name_scope", "carrier",
     )
 
     def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
@@ -88,6 +88,9 @@ class Flow:
         # inner DNS answer cannot name the node's own flows.
         self.tunnel: Any = None
         self.name_scope = ""
+        # It carries a tunnel (VXLAN/Geneve/Teredo UDP, GRE, IP-in-IP): the packets inside
+        # are flows of their own, so its bytes are those bytes again plus the headers.
+        self.carrier = False
         for name, value in fields.items():
             setattr(self, name, value)
 

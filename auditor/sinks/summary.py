@@ -24,6 +24,8 @@ class Summary(Component):
         self.flows = 0
         self.egress_bytes = 0
         self.ingress_bytes = 0
+        self.carriers = self.carrier_bytes = 0          # egress tunnel carriers
+        self.tunnelled = self.tunnelled_bytes = 0       # egress flows inside a tunnel
         self.verdicts: Counter[tuple[str, str]] = Counter()      # (verdict, reason)
         self.rules: Counter[str] = Counter()                     # rule name -> flows
         self.platform_flows = 0                                  # one line, not one per service
@@ -45,6 +47,15 @@ class Summary(Component):
         self.flows += 1
         self.egress_bytes += f.c_bytes
         self.ingress_bytes += f.s_bytes
+        # Tunnelled bytes are in the totals twice (inside the carrier, and as the flows
+        # inside it), said on a line of their own. Never left out instead: a carrier whose
+        # payload opens to nothing (junk to UDP 4789) would then hide an upload.
+        if f.carrier:
+            self.carriers += 1
+            self.carrier_bytes += f.c_bytes
+        elif f.tunnel is not None:
+            self.tunnelled += 1
+            self.tunnelled_bytes += f.c_bytes
         known = f.owner is not None and f.owner.known
         self.attributed = self.attributed or known
         who = f.owner.workload() if known else f.client_ip
@@ -90,6 +101,10 @@ class Summary(Component):
         if malformed:
             w("  malformed      " + ", ".join(f"{k}={v:,}" for k, v in sorted(malformed.items())) + "\n")
         w(f"  egress flows   {self.flows:,}  (sent {_size(self.egress_bytes)}, received {_size(self.ingress_bytes)})\n")
+        if self.carriers or self.tunnelled:
+            w(f"  tunnels        {self.carriers:,} carrier{'s' if self.carriers != 1 else ''} sent "
+              f"{_size(self.carrier_bytes)}; {self.tunnelled:,} flow{'s' if self.tunnelled != 1 else ''} "
+              f"inside tunnels sent {_size(self.tunnelled_bytes)} (both are in the totals)\n")
         w(f"  dns responses  {self.dns_responses:,}"
           + (f"  ({self.unsolicited_dns:,} unsolicited, not trusted for naming)" if self.unsolicited_dns else "") + "\n")
         ev = {k.value: v for k, v in t.evictions.items() if v}

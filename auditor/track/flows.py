@@ -175,6 +175,7 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
                 start=pkt.ts, key=key, midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
     flow.proto = pkt.proto
     flow.start_ns = flow.last_ns = pkt.ts_ns
+    flow.carrier = pkt.__class__ is Tunnel
     if tunnel is not None:
         # Oriented like the flow: the first outer source is on the client's side.
         flow.tunnel = tunnel if from_src else tunnel.reversed()

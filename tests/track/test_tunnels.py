@@ -216,3 +216,28 @@ def test_carrier_community_id_is_the_first_conversation():
     (carrier,) = _udp_carriers(rec)
     want = community_id(17, socket.inet_aton(NODE), socket.inet_aton(VTEP), 50001, 4789)
     assert flow_community_id(carrier) == want and carrier.c_packets == 2
+
+
+def test_the_summary_says_tunnelled_bytes_are_counted_twice_and_never_drops_a_carrier():
+    import io
+
+    from auditor.sinks.summary import Summary
+    from auditor.telemetry import Telemetry
+    tel = Telemetry()
+    summary = Summary(tel)
+    inner = tcp_handshake(POD, WEB, 41000) + [IP(src=POD, dst=WEB) / TCP(sport=41000, dport=443, flags="PA",
+                                                                        seq=1001) / (b"x" * 900)]
+    # Junk to the tunnel port opens to nothing: its bytes must stay in the totals (an upload
+    # dressed as VXLAN must not vanish from what the operator reads).
+    junk = Ether() / IP(src=NODE, dst=EVIL) / UDP(sport=40001, dport=4789) / (b"\xff" * 8 + b"\x00" * 1200)
+    _, rec = run([vx(p) for p in inner] + [junk], components=[summary],
+                 node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    ended = [f for f in flows(rec) if f.egress]
+    by_kind = {(f.carrier, f.tunnel is not None): f for f in ended}
+    assert set(by_kind) == {(True, False), (False, True)} and len(ended) == 3   # 2 carriers, 1 inner
+    assert summary.egress_bytes == sum(f.c_bytes for f in ended)
+    assert summary.carriers == 2 and summary.tunnelled == 1
+    assert summary.tunnelled_bytes == by_kind[False, True].c_bytes
+    out = io.StringIO()
+    summary.render(out)
+    assert "2 carriers sent" in out.getvalue() and "1 flow inside tunnels sent" in out.getvalue()
