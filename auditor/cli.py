@@ -21,6 +21,7 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from auditor import __version__  # noqa: E402 - after the environment default above
 from auditor.commands import policy as policy_commands  # noqa: E402
 from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, AuditorError  # noqa: E402
+from auditor.sources.ring import RING_BYTES  # noqa: E402
 
 MODES = ["disabled", "allow_internet_outbound", "allow_only_approved_outbound"]
 
@@ -33,6 +34,17 @@ def port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
+    return value
+
+
+def ring_mib(text: str) -> int:
+    """argparse type: the receive ring's size in MiB, 0 (no ring) or 2 to 1024."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MiB") from None
+    if value != 0 and not 2 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"{value}: 0 (no ring) or 2 to 1024 MiB")
     return value
 
 
@@ -90,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-attribution", action="store_true",
                      help="do not look up the process/container/pod that opened each flow "
                      "(default: looked up, from /proc and the kernel's sock_diag)")
+    run.add_argument("--ring-mib", type=ring_mib, default=RING_BYTES >> 20, metavar="N",
+                     help="the kernel receive ring (TPACKET_V3) in MiB: what the kernel holds "
+                     "while the auditor is busy; resident memory; 0 reads one packet per system "
+                     f"call instead (default: {RING_BYTES >> 20})")
     run.add_argument("--web-config-file", type=Path, metavar="F",
                      help="TLS and basic auth for /metrics, Prometheus exporter-toolkit format "
                      "(default: plain HTTP, no auth)")

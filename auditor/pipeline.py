@@ -55,8 +55,9 @@ class Pipeline:
     def feed(self, frames: Iterable[Frame | None], *, check_every: int = 4096,
              on_check: Callable[[Pipeline], None] | None = None) -> None:
         """Run frames through the pipeline until the source ends or `stopping` is set.
-        Every `check_every` packets (and on every idle tick) counters are published,
-        `on_check` runs (progress, drop counters) and the stop flag is honoured."""
+        The packet count is published per packet; every `check_every` packets (and on every
+        None from the source) the capture time is too, `on_check` runs (progress, drop
+        counters, signals) and the stop flag is honoured."""
         decode, Packet, Fragment, Tunnel = (packet.decode, packet.Packet, packet.Fragment,
                                             packet.Tunnel)
         track, fragment, tunnel = self.tracker.packet, self.tracker.fragment, self.tracker.tunnel
@@ -82,6 +83,7 @@ class Pipeline:
                 else:
                     ts_ns = None
                 n += 1
+                tel.packets = n     # per packet: a scrape never shows events of unread packets
                 try:
                     pkt = decode(linktype, data, ts, wire_len)
                     cls = pkt.__class__

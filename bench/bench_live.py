@@ -69,13 +69,13 @@ def send(rate: int, seconds: float, dport: int, flows: int) -> int:
 
 
 class Sidecar:
-    def __init__(self, metrics_port: int, dport: int):
+    def __init__(self, metrics_port: int, dport: int, ring_mib: int | None = None):
         env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESS_AUDITOR_")}
         self.port = metrics_port
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "auditor", "run", "--interface", "lo", "--metrics-port", str(metrics_port),
              "--node-network", f"{SRC}/32", "--bpf", f"udp and dst port {dport}", "--events", os.devnull,
-             "--no-attribution"],
+             "--no-attribution", *(["--ring-mib", str(ring_mib)] if ring_mib is not None else [])],
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while True:
@@ -98,12 +98,13 @@ class Sidecar:
                 self.proc.wait()
 
 
-def step(rate: int, seconds: float, flows: int, patient: bool = False) -> dict:
+def step(rate: int, seconds: float, flows: int, patient: bool = False,
+         ring_mib: int | None = None) -> dict:
     """One fresh sidecar, one paced run; waits for the sidecar to catch up before reading.
     `patient` (tests): wait until every packet sent was read (or 5 minutes), never judging
     "it has drained" from a pause, which a busy machine can make long."""
     dport, mport = free_port(), free_port()
-    car = Sidecar(mport, dport)
+    car = Sidecar(mport, dport, ring_mib)
     try:
         before = scrape(mport)
         sent = send(rate, seconds, dport, flows)
@@ -133,11 +134,13 @@ def main(argv=None) -> int:
     ap.add_argument("--rates", default="2000,5000,10000,20000,30000,40000,60000")
     ap.add_argument("--flows", type=int, default=64)
     ap.add_argument("--max-rate", type=int, default=200_000)
+    ap.add_argument("--ring-mib", type=int, default=None,
+                    help="the sidecar's --ring-mib (default: its own default; 0: recvmsg)")
     args = ap.parse_args(argv)
     rates = [min(int(r), args.max_rate) for r in args.rates.split(",")]
     best = None
     for rate in rates:
-        r = step(rate, args.seconds, args.flows)
+        r = step(rate, args.seconds, args.flows, ring_mib=args.ring_mib)
         ok = r["dropped"] == 0 and r["read"] >= r["sent"]
         print(f"target {r['rate']:>7,}/s  sent {r['sent']:>9,} ({r['achieved']:,.0f}/s)  read {r['read']:>9,}  "
               f"dropped {r['dropped']:>8,}  {'ok' if ok else 'DROPS'}", flush=True)

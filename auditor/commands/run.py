@@ -86,7 +86,7 @@ def main(args) -> int:
     bpf = own_socket_filter(settings.metrics_listen, port, args.interface)
     if args.bpf:
         bpf = f"({bpf}) and ({args.bpf})"
-    capture = LiveCapture(args.interface, bpf=bpf)
+    capture = LiveCapture(args.interface, bpf=bpf, ring_bytes=args.ring_mib << 20)
     audit = assemble.build(settings, attribution=not args.no_attribution)
     for notice in audit.notices:
         print(notice, file=sys.stderr)
@@ -111,9 +111,15 @@ def main(args) -> int:
         if usr1.take() and audit.events is not None:
             audit.events.reopen()
 
-    print(f"egress-auditor: capturing on {args.interface}, metrics on :{port}/metrics", file=sys.stderr)
+    if capture.ring_error:
+        print(f"egress-auditor: notice: {args.interface}: no receive ring ({capture.ring_error}); "
+              f"reading one packet per system call", file=sys.stderr)
+    print(f"egress-auditor: capturing on {args.interface} ({capture.reader}), metrics on "
+          f":{port}/metrics", file=sys.stderr)
     try:
-        pipeline.feed(capture.frames(0.5), check_every=1, on_check=on_check)
+        # The source yields None at least every 0.5 s, so signals, counters and timers are
+        # looked at that often whatever the rate; between those, every 1,024 packets.
+        pipeline.feed(capture.frames(0.5), check_every=1024, on_check=on_check)
     finally:
         pipeline.telemetry.capture_dropped = capture.stats()[1]
         pipeline.close("shutdown")

@@ -1,9 +1,10 @@
 """Live capture from a network interface, yielding the same `Frame` tuples as capture files.
 
 Owns: the AF_PACKET socket (opened through scapy's Linux socket layer, which also compiles
-and attaches the kernel BPF filter with libpcap), raw-byte reads with kernel timestamps and
-original lengths, poll-based waiting so the caller can run timers and notice shutdown, and
-the kernel's drop counters. Needs root or CAP_NET_RAW.
+and attaches the kernel BPF filter with libpcap), reads with kernel timestamps and original
+lengths — from a TPACKET_V3 ring (`ring.py`) when the kernel grants one, else one `recvmsg`
+per packet —, poll-based waiting so the caller can run timers and notice shutdown, and the
+kernel's drop counters. Needs root or CAP_NET_RAW.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Iterator
 
 from auditor.errors import CaptureSetupError, NeedsPrivileges
 from auditor.sources.pcap import Frame
+from auditor.sources.ring import RING_BYTES, RxRing
 
 __all__ = ["LiveCapture"]
 
@@ -56,11 +58,17 @@ def _grow_rcvbuf(sock: socket.socket, size: int) -> None:
 
 
 class LiveCapture:
-    """Frames from a live interface; `frames()` yields None when a poll interval passes idle."""
+    """Frames from a live interface; `frames()` yields None when a poll interval passes idle,
+    and at least once a poll interval while packets flow (the caller's timers run then).
+    `ring_bytes=0` reads with `recvmsg` instead of the ring; `ring_error` says why the ring
+    was not used when it was asked for (None when it is in use)."""
 
-    def __init__(self, interface: str, bpf: str | None = None, snaplen: int = 65535) -> None:
+    def __init__(self, interface: str, bpf: str | None = None, snaplen: int = 65535,
+                 ring_bytes: int = RING_BYTES) -> None:
         self.interface = interface
         self.snaplen = snaplen
+        self._ring: RxRing | None = None
+        self.ring_error: str | None = None
         self._received = 0
         self._dropped = 0
         quiet = logging.getLogger("scapy.runtime")
@@ -92,9 +100,47 @@ class LiveCapture:
         # lo shows each packet twice: once outgoing, once incoming; keep the incoming copy.
         self._skip_outgoing = hatype == 772
         self._ancsize = socket.CMSG_SPACE(_AUXDATA.size) + socket.CMSG_SPACE(16)
+        if ring_bytes:
+            try:
+                self._ring = RxRing(self._raw, ring_bytes)
+            except OSError as e:   # an old kernel, or no memory for it: one recvmsg per packet
+                self.ring_error = e.strerror or str(e)
+
+    @property
+    def reader(self) -> str:
+        return f"TPACKET_V3 ring of {self._ring.size >> 20} MiB" if self._ring else "recvmsg"
 
     def frames(self, poll_interval: float = 0.5) -> Iterator[Frame | None]:
-        """Frames as they arrive; None after `poll_interval` seconds without one."""
+        """Frames as they arrive; None after `poll_interval` seconds without one, and once
+        `poll_interval` has passed since the last None while they keep arriving."""
+        if self._ring is not None:
+            return self._ring_frames(self._ring, poll_interval)
+        return self._recv_frames(poll_interval)
+
+    def _ring_frames(self, ring: RxRing, poll_interval: float) -> Iterator[Frame | None]:
+        linktype = self.linktype
+        skip_out = self._skip_outgoing
+        poller = select.poll()
+        poller.register(self._raw.fileno(), select.POLLIN)
+        timeout_ms = max(1, int(poll_interval * 1000))
+        monotonic = time.monotonic
+        beat = monotonic() + poll_interval
+        try:
+            while True:
+                if not ring.ready():
+                    if not poller.poll(timeout_ms):
+                        beat = monotonic() + poll_interval
+                        yield None
+                    continue
+                for ts_ns, data, wirelen in ring.block(skip_out):
+                    yield (ts_ns, linktype, data, wirelen)
+                if monotonic() >= beat:     # once per block: cheap, and blocks are short
+                    beat = monotonic() + poll_interval
+                    yield None
+        except ValueError:                  # the ring was closed under us: end of capture
+            return
+
+    def _recv_frames(self, poll_interval: float) -> Iterator[Frame | None]:
         raw = self._raw
         fd = raw.fileno()
         recvmsg = raw.recvmsg
@@ -106,11 +152,19 @@ class LiveCapture:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         timeout_ms = max(1, int(poll_interval * 1000))
+        monotonic = time.monotonic
+        beat = monotonic() + poll_interval
+        drained = 0
         while True:
             if not poller.poll(timeout_ms):
+                beat = monotonic() + poll_interval
                 yield None
                 continue
             while True:   # drain what is queued without polling again
+                drained += 1
+                if drained & 255 == 0 and monotonic() >= beat:
+                    beat = monotonic() + poll_interval
+                    yield None
                 try:
                     data, anc, _flags, addr = recvmsg(snaplen, ancsize, socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -154,6 +208,8 @@ class LiveCapture:
         return self._received, self._dropped
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
         self._sock.close()
 
     def __enter__(self) -> "LiveCapture":

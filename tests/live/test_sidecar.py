@@ -448,15 +448,21 @@ def _burst(cap, port: int, n: int) -> int:
     return read
 
 
-def test_kernel_drop_counter_counts_real_drops_and_the_buffer_rides_out_a_burst():
-    from auditor.sources.live import LiveCapture
+@pytest.mark.parametrize("reader", ["ring", "recvmsg"])
+def test_kernel_drop_counter_counts_real_drops_and_the_buffer_rides_out_a_burst(reader):
+    from auditor.sources.live import RING_BYTES, LiveCapture
     port = free_port()
-    with LiveCapture("lo", bpf=f"udp dst port {port}") as cap:
+    ring = RING_BYTES if reader == "ring" else 0
+    with LiveCapture("lo", bpf=f"udp dst port {port}", ring_bytes=ring) as cap:
+        assert cap.reader.startswith("TPACKET_V3" if ring else "recvmsg"), cap.ring_error
         assert _burst(cap, port, 2000) == 2000              # nothing lost to a small buffer
         assert cap.stats()[1] == 0
-    with LiveCapture("lo", bpf=f"udp dst port {port}") as cap:
-        cap._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # force overflow
-        read = _burst(cap, port, 500)
+    # Force an overflow: the smallest ring (two 1-MiB blocks), or a 4-KiB socket buffer.
+    with LiveCapture("lo", bpf=f"udp dst port {port}", ring_bytes=1 if ring else 0) as cap:
+        if not ring:
+            cap._raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sent = 6000 if ring else 500
+        read = _burst(cap, port, sent)
         received, dropped = cap.stats()
-        assert 0 < read < 500 and dropped > 0
+        assert 0 < read < sent and dropped > 0
         assert received >= read + dropped
