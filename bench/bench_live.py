@@ -124,8 +124,10 @@ def step(rate: int, seconds: float, flows: int, patient: bool = False,
     finally:
         car.stop()
     read = m.get("egress_auditor_packets_total", 0) - before.get("egress_auditor_packets_total", 0)
+    cpu = m.get("process_cpu_seconds_total", 0.0) - before.get("process_cpu_seconds_total", 0.0)
     return {"rate": rate, "sent": sent, "achieved": sent / seconds, "read": int(read),
-            "dropped": int(m.get("egress_auditor_capture_dropped_packets_total", 0))}
+            "dropped": int(m.get("egress_auditor_capture_dropped_packets_total", 0)),
+            "cpu_us_per_packet": cpu / read * 1e6 if read else None}
 
 
 def main(argv=None) -> int:
@@ -143,7 +145,8 @@ def main(argv=None) -> int:
         r = step(rate, args.seconds, args.flows, ring_mib=args.ring_mib)
         ok = r["dropped"] == 0 and r["read"] >= r["sent"]
         print(f"target {r['rate']:>7,}/s  sent {r['sent']:>9,} ({r['achieved']:,.0f}/s)  read {r['read']:>9,}  "
-              f"dropped {r['dropped']:>8,}  {'ok' if ok else 'DROPS'}", flush=True)
+              f"dropped {r['dropped']:>8,}  {'ok' if ok else 'DROPS'}  sidecar CPU "
+              f"{r['cpu_us_per_packet'] or 0:.1f} us/packet", flush=True)
         if ok:
             best = r["achieved"]
         else:
