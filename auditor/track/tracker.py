@@ -263,7 +263,8 @@ class Tracker:
 
     def _tcp_flags(self, flow: Flow, flags: int, from_client: bool, seq: int) -> None:
         if flags & RST:
-            flow.rst = True
+            if not (from_client and self._syn_sent_reset(flow, seq)):
+                flow.rst = True
         elif flags & FIN:
             if from_client:
                 flow.fin_c = True
@@ -275,6 +276,17 @@ class Tracker:
                 state(flow).client_isn = seq
             else:
                 state(flow).server_isn = seq
+
+    @staticmethod
+    def _syn_sent_reset(flow: Flow, seq: int) -> bool:
+        """A client RST before any SYN-ACK, outside the client's own sequence space: RFC 9293
+        section 3.10.7.3 (SYN-SENT) answers an unacceptable ACK (a middlebox's stale state)
+        with <SEQ=SEG.ACK><CTL=RST> and stays in SYN-SENT, so the client retransmits the
+        same SYN and the connection goes on (tshark: one tcp.stream). Such a RST ends
+        nothing; one with SEQ = ISN + 1 is the client aborting, and does."""
+        st = flow.track_state
+        return (st is not None and st.client_isn is not None and st.server_isn is None
+                and seq != (st.client_isn + 1) & 0xFFFFFFFF)
 
     def _dns(self, flow: Flow, pkt: Packet, seq: int, from_client: bool) -> None:
         if flow.proto == TCP:
