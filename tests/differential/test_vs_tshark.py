@@ -311,6 +311,25 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
                           f"({len(convs)} tshark conversations)\n" + "\n".join(problems[:20]))
 
 
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_l4_payload_lengths_match_tshark(capture):
+    """Per frame: the TCP/UDP payload the decoder hands on has tshark's length (link-layer
+    padding and trailers are not payload, whatever the IP header claims: a PPPoE length that
+    ends the packet early wins, RFC 2516 section 4)."""
+    from auditor.decode.packet import Packet, decode
+    from auditor.sources.pcap import read_frames
+    want = ts.l4_payload_lengths(PATHS[capture])
+    problems = []
+    for n, (t, linktype, frame, wire_len) in enumerate(read_frames(PATHS[capture]), 1):
+        if n not in want:
+            continue
+        pkt = decode(linktype, frame, t, wire_len)
+        got = (pkt.__class__ is Packet) and len(pkt.payload)
+        if got is not False and (pkt.proto == 6) == (want[n][0] == "tcp") and got != want[n][1]:
+            problems.append(f"  frame {n}: tshark {want[n][0]} payload {want[n][1]} B, ours {got} B")
+    assert not problems, f"{capture}: {len(problems)} frames differ\n" + "\n".join(problems[:10])
+
+
 # --------------------------------------------------------------------------- harness itself
 
 def test_generated_tunnel_captures_are_reproducible(tmp_path):
