@@ -265,6 +265,23 @@ def test_dns_answer_sets_match_tshark(capture, replay_dir):
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
+def test_dns_querier_and_server_match_tshark(capture, replay_dir):
+    """`dns` events: `source` is the querier (the response's receiver), `destination` the
+    server, whichever end our flow calls its client (docs/events.md). tshark: the response
+    frame's destination and source."""
+    theirs = Counter((r.id, *r.flow[1:]) for r in ts.dns_responses(PATHS[capture])
+                     if r.carrier in DNS_CARRIERS and r.flow is not None)
+    ours = Counter((int(get(e, "dns.id")), ts._ip(get(e, "source.ip")), int(get(e, "source.port")),
+                    ts._ip(get(e, "destination.ip")), int(get(e, "destination.port")))
+                   for e in replay(capture, replay_dir) if action(e) == "dns")
+    missing, extra = theirs - ours, ours - theirs
+    msg = [f"{capture}: DNS querier/server differ (id, querier ip, port, server ip, port)"]
+    msg += [f"  tshark said {t} x{n}, we did not" for t, n in list(missing.items())[:8]]
+    msg += [f"  we said {o} x{n}, tshark did not" for o, n in list(extra.items())[:8]]
+    assert not missing and not extra, "\n".join(msg)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
 def test_conversation_totals_match_tshark(capture, replay_dir):
     """Per tcp.stream / udp.stream: frames and IP bytes each way. A tshark conversation may
     be several of our flows when our idle timeout split it: consecutive flows with the same
