@@ -236,7 +236,7 @@ class Tracker:
         done = self.defrag.add(frag)
         if done is None:
             return
-        data, frames, ip_len = done
+        data, frames, ip_len, first_ts, first_ns = done
         pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
         cls = pkt.__class__
         if cls is not Packet and cls is not Tunnel:
@@ -253,6 +253,12 @@ class Tracker:
             flow.c_packets += frames - 1
         else:
             flow.s_packets += frames - 1
+        # The datagram is tracked at its last fragment, but its first fragment is the flow's
+        # first packet if the datagram opened it (event.start; tshark's first frame of the
+        # conversation once the fragments are counted: dns-edns-ecs-v4v6-udp-tcp.pcap
+        # frames 53+54 start at frame 53, 17 us before the datagram completes).
+        if first_ts < flow.start:
+            flow.start, flow.start_ns = first_ts, first_ns
 
     def _fragment_conflict(self, frag: Fragment) -> None:
         src, dst = ip_text(frag.src), ip_text(frag.dst)

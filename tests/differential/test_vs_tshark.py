@@ -66,6 +66,7 @@ KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {
 # DNS carriers compared: on UDP/TCP and inside cleartext HTTP/2 (DoH over h2c, track.h2c).
 DNS_CARRIERS = ("udp", "tcp", "http2")
 TIME_TOLERANCE = 0.001  # seconds, for matching a conversation's start
+EDGE_TOLERANCE = 2e-6   # seconds: event.start/end are printed to the microsecond
 
 
 def known(capture: str, aspect: str) -> bool:
@@ -312,6 +313,11 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
             # named twice, each part on its own evidence).
             problems.append(f"  flow {c.key} (tcp.stream {c.stream}): tshark has one "
                             f"connection, we split it into {len(span)} flows")
+        first = _ts(get(span[0], "event.start"))
+        last = max(_ts(get(e, "event.end")) for e in span)
+        if abs(first - c.first_ts) > EDGE_TOLERANCE or abs(last - c.last_ts) > EDGE_TOLERANCE:
+            problems.append(f"  flow {c.key} (stream {c.stream}): tshark first/last frame "
+                            f"{c.first_ts:.6f}/{c.last_ts:.6f}, we said {first:.6f}/{last:.6f}")
         got = tuple(sum(int(get(e, f) or 0) for e in span) for f in
                     ("source.packets", "destination.packets", "source.bytes", "destination.bytes"))
         want = (c.packets_c2s, c.packets_s2c, c.bytes_c2s, c.bytes_s2c)

@@ -110,6 +110,17 @@ def test_syn_sent_reset_of_a_stale_ack_does_not_end_the_connection():
     assert [f.domain for f in ended(rec)] == [None, "two.example"]
 
 
+def test_fragmented_datagram_flow_starts_at_its_first_fragment():
+    """dns-edns-ecs-v4v6-udp-tcp.pcap frames 53+54: the flow's first packet is the first
+    fragment (tshark's first frame of the conversation), not the one that completes it."""
+    from scapy.layers.inet import fragment
+    first, last = fragment(IP(src=S, dst=C, id=9) / UDP(sport=53, dport=40011) / (b"x" * 2000),
+                           fragsize=1480)
+    _, rec = run([(1000.0, first), (1000.5, last)])
+    (flow,) = ended(rec)
+    assert (flow.start, flow.last, flow.s_packets + flow.c_packets) == (1000.0, 1000.5, 2)
+
+
 def test_initiator_is_syn_sender_even_when_capture_starts_at_synack():
     pkts = [IP(src=S, dst=C) / TCP(sport=443, dport=40007, flags="SA", seq=1, ack=2),
             IP(src=C, dst=S) / TCP(sport=40007, dport=443, flags="A", seq=2, ack=2)]
