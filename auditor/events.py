@@ -70,12 +70,15 @@ class DnsAnswered(Event):
     """A DNS response seen on the wire. `solicited` is True only when it answers a query
     this client actually sent (same transaction id, 5-tuple, before the query timed out);
     only solicited answers name flows. `chains` maps each answered IP to the names that
-    led to it, queried name first."""
+    led to it, queried name first. `to_client`: the response went to `flow.client`, the
+    querier; False when the flow's client is the DNS server (its first packet was the
+    response, or a node's DNS service answered a remote: the node end is the client)."""
     ts: float
     flow: Flow
     message: DnsMessage
     solicited: bool
     chains: dict[str, tuple[str, ...]]
+    to_client: bool = True
 
 
 @dataclass(slots=True)

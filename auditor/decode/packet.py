@@ -226,6 +226,13 @@ def _ethertype(frame, off, et, ts):
         # PPPoE header (6 bytes) + PPP protocol (2): 0x0021 IPv4, 0x0057 IPv6.
         if n < off + 8:
             return _LINK
+        # RFC 2516 section 4: LENGTH is the PPPoE payload's; what follows is Ethernet padding,
+        # even when the IP header claims it (tls-pppoe-over-qinq.pcap frame 19: PPPoE 42, IP
+        # total 46, 6 pad bytes that a later segment overwrites). As tshark: the IP packet
+        # ends with the PPPoE payload, short of its stated length (counted as stated).
+        end = off + 6 + _U16(frame, off + 4)[0]
+        if end < n:
+            frame = frame[:end]
         ppp = (frame[off + 6] << 8) | frame[off + 7]
         if ppp == 0x0021:
             return _ipv4(frame, off + 8, ts)

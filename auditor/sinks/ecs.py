@@ -208,9 +208,16 @@ class EcsFormatter:
     def dns(self, ev: DnsAnswered) -> dict:
         msg, flow = ev.message, ev.flow
         doc = self._base(ev.ts, "event", "dns", ["network"], ["protocol"])
-        # The response travels server -> client; ECS puts the querier in `source`.
-        doc["source"] = {"ip": flow.client_ip, "port": flow.client_port}
-        doc["destination"] = {"ip": flow.server_ip, "port": flow.server_port}
+        # ECS puts the querier (who receives the response) in `source`. It is the flow's
+        # server when the flow is oriented the other way (a response seen first; a node's DNS
+        # service answering a remote, whose flow the node end initiates): tshark's query and
+        # response frames say who asked.
+        querier = (flow.client_ip, flow.client_port)
+        server = (flow.server_ip, flow.server_port)
+        if not ev.to_client:
+            querier, server = server, querier
+        doc["source"] = {"ip": querier[0], "port": querier[1]}
+        doc["destination"] = {"ip": server[0], "port": server[1]}
         doc["network"] = self._network(flow, "dns")
         d: dict[str, Any] = {"id": str(msg.id), "type": "answer",
                              "response_code": dns.rcode_name(msg.rcode)}

@@ -25,9 +25,10 @@ MAX_DATAGRAM = 65535
 
 
 class _Pending:
-    __slots__ = ("pieces", "starts", "longest", "size", "total", "frames", "ip_len", "first_ts")
+    __slots__ = ("pieces", "starts", "longest", "size", "total", "frames", "ip_len", "first_ts",
+                 "first_ns")
 
-    def __init__(self, ts: float):
+    def __init__(self, ts: float, ts_ns: int | None = None):
         self.pieces: dict[int, bytes] = {}
         self.starts: list[int] = []       # sorted offsets, to find overlaps without a scan
         self.longest = 0
@@ -36,6 +37,7 @@ class _Pending:
         self.frames = 0
         self.ip_len = 0
         self.first_ts = ts
+        self.first_ns = ts_ns     # exact time of the first fragment seen (capture files)
 
 
 class Defragmenter:
@@ -52,9 +54,10 @@ class Defragmenter:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, frag: Fragment) -> tuple[bytes, int, int] | None:
+    def add(self, frag: Fragment) -> tuple[bytes, int, int, float, int | None] | None:
         """Store one fragment; when its datagram is complete, return (L4 bytes, frames,
-        IP bytes of all its fragments) and forget it."""
+        IP bytes of all its fragments, time of the first fragment seen, the same in int ns
+        or None) and forget it."""
         key = (frag.version, frag.src, frag.dst, frag.proto, frag.ident,
                None if frag.tunnel is None else frag.tunnel.scope)   # inner: never the node's
         entry = self._pending.get(key)
@@ -62,7 +65,7 @@ class Defragmenter:
             self._expire(frag.ts)
             if len(self._pending) >= self.max_datagrams:
                 self._evict_oldest()
-            entry = self._pending[key] = _Pending(frag.ts)
+            entry = self._pending[key] = _Pending(frag.ts, frag.ts_ns)
         entry.frames += 1
         entry.ip_len += frag.ip_len
         end = frag.offset + len(frag.data)
@@ -92,7 +95,7 @@ class Defragmenter:
         if data is None:
             return None
         self._drop(key)
-        return data, entry.frames, entry.ip_len
+        return data, entry.frames, entry.ip_len, entry.first_ts, entry.first_ns
 
     def _drop(self, key: tuple) -> None:
         entry = self._pending.pop(key)

@@ -88,4 +88,4 @@ class DnsWatch:
             ttls = {ip: ttl for _owner, ip, ttl in msg.hints}
             ttls.update((r.data, r.ttl) for r in msg.answers if r.rtype == A or r.rtype == AAAA)
             self.names.learn(receiver[0], chains, ttls, ts, trusted=sender[0] in self.trusted)
-        self.emit(DnsAnswered(ts, flow, msg, solicited, chains))
+        self.emit(DnsAnswered(ts, flow, msg, solicited, chains, not from_client))

@@ -236,7 +236,7 @@ class Tracker:
         done = self.defrag.add(frag)
         if done is None:
             return
-        data, frames, ip_len = done
+        data, frames, ip_len, first_ts, first_ns = done
         pkt = decode_l4(frag.ts, frag.version, frag.src, frag.dst, frag.proto, data, ip_len)
         cls = pkt.__class__
         if cls is not Packet and cls is not Tunnel:
@@ -253,6 +253,12 @@ class Tracker:
             flow.c_packets += frames - 1
         else:
             flow.s_packets += frames - 1
+        # The datagram is tracked at its last fragment, but its first fragment is the flow's
+        # first packet if the datagram opened it (event.start; tshark's first frame of the
+        # conversation once the fragments are counted: dns-edns-ecs-v4v6-udp-tcp.pcap
+        # frames 53+54 start at frame 53, 17 us before the datagram completes).
+        if first_ts < flow.start:
+            flow.start, flow.start_ns = first_ts, first_ns
 
     def _fragment_conflict(self, frag: Fragment) -> None:
         src, dst = ip_text(frag.src), ip_text(frag.dst)
@@ -263,7 +269,8 @@ class Tracker:
 
     def _tcp_flags(self, flow: Flow, flags: int, from_client: bool, seq: int) -> None:
         if flags & RST:
-            flow.rst = True
+            if not (from_client and self._syn_sent_reset(flow, seq)):
+                flow.rst = True
         elif flags & FIN:
             if from_client:
                 flow.fin_c = True
@@ -275,6 +282,17 @@ class Tracker:
                 state(flow).client_isn = seq
             else:
                 state(flow).server_isn = seq
+
+    @staticmethod
+    def _syn_sent_reset(flow: Flow, seq: int) -> bool:
+        """A client RST before any SYN-ACK, outside the client's own sequence space: RFC 9293
+        section 3.10.7.3 (SYN-SENT) answers an unacceptable ACK (a middlebox's stale state)
+        with <SEQ=SEG.ACK><CTL=RST> and stays in SYN-SENT, so the client retransmits the
+        same SYN and the connection goes on (tshark: one tcp.stream). Such a RST ends
+        nothing; one with SEQ = ISN + 1 is the client aborting, and does."""
+        st = flow.track_state
+        return (st is not None and st.client_isn is not None and st.server_isn is None
+                and seq != (st.client_isn + 1) & 0xFFFFFFFF)
 
     def _dns(self, flow: Flow, pkt: Packet, seq: int, from_client: bool) -> None:
         if flow.proto == TCP:

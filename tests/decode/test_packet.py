@@ -65,6 +65,15 @@ def test_pppoe_session(ppp, ip, version):
     assert p.version == version and p.dport == 53
 
 
+def test_pppoe_length_ends_the_packet_before_padding():
+    """RFC 2516: bytes after the PPPoE payload are padding, even when the IP total length
+    claims them (tls-pppoe-over-qinq.pcap frame 19): no payload, IP bytes as stated."""
+    ip = ipv4(tcp(flags=0x10), total=46)
+    hdr = struct.pack("!BBHHH", 0x11, 0, 1, len(ip) + 2, 0x0021)
+    p = decode(1, eth(hdr + ip + b"\0" * 6, 0x8864), 0, 0)
+    assert (p.payload, p.ip_len) == (b"", 46)
+
+
 def test_non_ip_frames_are_none():
     assert decode(1, eth(b"\0" * 28, 0x0806), 0, 0) is None                 # ARP
     assert decode(1, eth(b"\x42\x42\x03" + b"\0" * 40, 0x0026), 0, 0) is None  # STP (802.3)

@@ -66,6 +66,7 @@ KNOWN_DIFFERENCES: dict[str, dict[str, str]] = {
 # DNS carriers compared: on UDP/TCP and inside cleartext HTTP/2 (DoH over h2c, track.h2c).
 DNS_CARRIERS = ("udp", "tcp", "http2")
 TIME_TOLERANCE = 0.001  # seconds, for matching a conversation's start
+EDGE_TOLERANCE = 2e-6   # seconds: event.start/end are printed to the microsecond
 
 
 def known(capture: str, aspect: str) -> bool:
@@ -265,6 +266,23 @@ def test_dns_answer_sets_match_tshark(capture, replay_dir):
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
+def test_dns_querier_and_server_match_tshark(capture, replay_dir):
+    """`dns` events: `source` is the querier (the response's receiver), `destination` the
+    server, whichever end our flow calls its client (docs/events.md). tshark: the response
+    frame's destination and source."""
+    theirs = Counter((r.id, *r.flow[1:]) for r in ts.dns_responses(PATHS[capture])
+                     if r.carrier in DNS_CARRIERS and r.flow is not None)
+    ours = Counter((int(get(e, "dns.id")), ts._ip(get(e, "source.ip")), int(get(e, "source.port")),
+                    ts._ip(get(e, "destination.ip")), int(get(e, "destination.port")))
+                   for e in replay(capture, replay_dir) if action(e) == "dns")
+    missing, extra = theirs - ours, ours - theirs
+    msg = [f"{capture}: DNS querier/server differ (id, querier ip, port, server ip, port)"]
+    msg += [f"  tshark said {t} x{n}, we did not" for t, n in list(missing.items())[:8]]
+    msg += [f"  we said {o} x{n}, tshark did not" for o, n in list(extra.items())[:8]]
+    assert not missing and not extra, "\n".join(msg)
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
 def test_conversation_totals_match_tshark(capture, replay_dir):
     """Per tcp.stream / udp.stream: frames and IP bytes each way. A tshark conversation may
     be several of our flows when our idle timeout split it: consecutive flows with the same
@@ -289,6 +307,17 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
             continue
         for e in span:
             cands.remove(e)
+        if c.key.transport == "tcp" and len(span) > 1:
+            # Only an idle timeout may split a conversation, and TCP's (300 s) never does on
+            # these files: one tcp.stream is one connection, so one flow (a split one is
+            # named twice, each part on its own evidence).
+            problems.append(f"  flow {c.key} (tcp.stream {c.stream}): tshark has one "
+                            f"connection, we split it into {len(span)} flows")
+        first = _ts(get(span[0], "event.start"))
+        last = max(_ts(get(e, "event.end")) for e in span)
+        if abs(first - c.first_ts) > EDGE_TOLERANCE or abs(last - c.last_ts) > EDGE_TOLERANCE:
+            problems.append(f"  flow {c.key} (stream {c.stream}): tshark first/last frame "
+                            f"{c.first_ts:.6f}/{c.last_ts:.6f}, we said {first:.6f}/{last:.6f}")
         got = tuple(sum(int(get(e, f) or 0) for e in span) for f in
                     ("source.packets", "destination.packets", "source.bytes", "destination.bytes"))
         want = (c.packets_c2s, c.packets_s2c, c.bytes_c2s, c.bytes_s2c)
@@ -303,6 +332,25 @@ def test_conversation_totals_match_tshark(capture, replay_dir):
                             f"tshark has no such conversation")
     assert not problems, (f"{capture}: {len(problems)} conversation differences "
                           f"({len(convs)} tshark conversations)\n" + "\n".join(problems[:20]))
+
+
+@pytest.mark.parametrize("capture", CAPTURES)
+def test_l4_payload_lengths_match_tshark(capture):
+    """Per frame: the TCP/UDP payload the decoder hands on has tshark's length (link-layer
+    padding and trailers are not payload, whatever the IP header claims: a PPPoE length that
+    ends the packet early wins, RFC 2516 section 4)."""
+    from auditor.decode.packet import Packet, decode
+    from auditor.sources.pcap import read_frames
+    want = ts.l4_payload_lengths(PATHS[capture])
+    problems = []
+    for n, (t, linktype, frame, wire_len) in enumerate(read_frames(PATHS[capture]), 1):
+        if n not in want:
+            continue
+        pkt = decode(linktype, frame, t, wire_len)
+        got = (pkt.__class__ is Packet) and len(pkt.payload)
+        if got is not False and (pkt.proto == 6) == (want[n][0] == "tcp") and got != want[n][1]:
+            problems.append(f"  frame {n}: tshark {want[n][0]} payload {want[n][1]} B, ours {got} B")
+    assert not problems, f"{capture}: {len(problems)} frames differ\n" + "\n".join(problems[:10])
 
 
 # --------------------------------------------------------------------------- harness itself

@@ -208,6 +208,7 @@ _ALL_FIELDS = [
     "http2.headers.authority",                                                  # 37
     "socks.version", "socks.command", "socks.dst", "socks.dstV6",              # 38..41
     "socks.v4a_dns_name", "socks.remote_name", "socks.dstport", "socks.port",  # 42..45
+    "tcp.len", "udp.length", "frame.len", "frame.cap_len",                     # 46..49
 ]
 _F = {name: i for i, name in enumerate(_ALL_FIELDS)}
 
@@ -546,6 +547,27 @@ def _ip_bytes(protos, ip_len, ip6_plen) -> int:
         if p == "ipv6" and ip6_plen:
             return int(ip6_plen[0]) + 40
     return 0
+
+
+# --------------------------------------------------------------------------- L4 payloads
+
+@_cache
+def l4_payload_lengths(path) -> dict[int, tuple[str, int]]:
+    """{frame -> (transport, payload bytes)} for frames with one TCP or UDP header over one
+    IP header, neither an IP fragment nor a quoted header (ICMP), and not cut by the snaplen:
+    ``tcp.len`` (what the IP, TCP and link lengths leave), ``udp.length`` - 8."""
+    out = {}
+    for row in frames(path):
+        p = _protos(row)
+        if _is_icmp(row) or p.count("ip") + p.count("ipv6") != 1 or row[17] or row[18]:
+            continue
+        if not row[48] or row[48] != row[49]:
+            continue
+        if "tcp" in p and len(row[46]) == 1:
+            out[int(row[0][0])] = ("tcp", int(row[46][0]))
+        elif "udp" in p and len(row[47]) == 1:
+            out[int(row[0][0])] = ("udp", int(row[47][0]) - 8)
+    return out
 
 
 # --------------------------------------------------------------------------- summary

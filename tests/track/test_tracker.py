@@ -93,6 +93,34 @@ def test_syn_after_close_starts_a_new_flow_like_tshark():
     assert [f.domain for f in ended(rec)] == ["one.example", "two.example"]
 
 
+def test_syn_sent_reset_of_a_stale_ack_does_not_end_the_connection():
+    """mixed-windows-host-dns-tls-http.pcap, tcp.port==59621: the SYN is answered by a bare
+    ACK (stale state), the client resets it with SEQ = that ACK (RFC 9293 3.10.7.3), stays in
+    SYN-SENT and retransmits the same SYN: one connection, named by its SNI (tshark: one
+    tcp.stream). A RST with SEQ = ISN + 1 is an abort and ends the flow."""
+    syn = IP(src=C, dst=S) / TCP(sport=40010, dport=443, flags="S", seq=1000)
+    stale = [syn, IP(src=S, dst=C) / TCP(sport=443, dport=40010, flags="A", seq=77, ack=555555),
+             IP(src=C, dst=S) / TCP(sport=40010, dport=443, flags="R", seq=555555)]
+    _, rec = run(stale + tls_flow(40010, "one.example"))
+    (flow,) = ended(rec)
+    assert flow.domain == "one.example" and flow.name_source == "sni"
+    assert (flow.c_packets, flow.s_packets) == (5, 2)
+    abort = [syn, IP(src=C, dst=S) / TCP(sport=40010, dport=443, flags="R", seq=1001)]
+    _, rec = run(abort + tls_flow(40010, "two.example"))
+    assert [f.domain for f in ended(rec)] == [None, "two.example"]
+
+
+def test_fragmented_datagram_flow_starts_at_its_first_fragment():
+    """dns-edns-ecs-v4v6-udp-tcp.pcap frames 53+54: the flow's first packet is the first
+    fragment (tshark's first frame of the conversation), not the one that completes it."""
+    from scapy.layers.inet import fragment
+    first, last = fragment(IP(src=S, dst=C, id=9) / UDP(sport=53, dport=40011) / (b"x" * 2000),
+                           fragsize=1480)
+    _, rec = run([(1000.0, first), (1000.5, last)])
+    (flow,) = ended(rec)
+    assert (flow.start, flow.last, flow.s_packets + flow.c_packets) == (1000.0, 1000.5, 2)
+
+
 def test_initiator_is_syn_sender_even_when_capture_starts_at_synack():
     pkts = [IP(src=S, dst=C) / TCP(sport=443, dport=40007, flags="SA", seq=1, ack=2),
             IP(src=C, dst=S) / TCP(sport=40007, dport=443, flags="A", seq=2, ack=2)]
