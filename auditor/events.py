@@ -59,10 +59,13 @@ class FlowEnded(Event):
 
 @dataclass(slots=True)
 class DnsQuery(Event):
-    """A DNS query sent by `flow.client` (UDP or TCP)."""
+    """A DNS query seen on the wire (UDP, TCP, or cleartext DoH). `from_client`: it was sent
+    by `flow.client`; False when the flow's client is the DNS server (a node's DNS service
+    asked by a remote: the node end is the client)."""
     ts: float
     flow: Flow
     message: DnsMessage
+    from_client: bool = True
 
 
 @dataclass(slots=True)

@@ -96,7 +96,7 @@ class DnsTunneling(Detector):
 
     def dns_query(self, ev: DnsQuery) -> None:
         flow = ev.flow
-        querier = flow.server_ip if flow.client_port == DNS_PORT != flow.server_port else flow.client_ip
+        querier = flow.client_ip if ev.from_client else flow.server_ip
         for qname, qtype in ev.message.questions:
             self._count(ev.ts, querier, normalise(qname), qtype, ev)
 
@@ -104,7 +104,7 @@ class DnsTunneling(Detector):
         if ev.solicited:  # its query was counted already
             return
         flow = ev.flow
-        querier = flow.client_ip if flow.server_port == DNS_PORT else flow.server_ip
+        querier = flow.client_ip if ev.to_client else flow.server_ip
         for qname, qtype in ev.message.questions:
             self._count(ev.ts, querier, normalise(qname), qtype, ev, seen_only=True)
 

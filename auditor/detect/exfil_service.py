@@ -96,6 +96,8 @@ class ExfilService(Detector):
                 return
 
     def dns_query(self, ev: DnsQuery) -> None:
+        if not ev.from_client:      # a remote asked the node's DNS service: not the node's lookup
+            return
         flow = ev.flow
         for qname, _qtype in ev.message.questions:
             hit = self._match(qname)

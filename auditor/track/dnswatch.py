@@ -78,7 +78,7 @@ class DnsWatch:
             receiver = (flow.client_ip + scope, flow.client_port)
         if not msg.is_response:
             self.pending.sent((*sender, *receiver, msg.id, *tag), ts)
-            self.emit(DnsQuery(ts, flow, msg))
+            self.emit(DnsQuery(ts, flow, msg, from_client))
             return
         self.responses += 1
         # The querier is whoever receives the response.
