@@ -2,14 +2,16 @@
 
 TLS ClientHello SNI (reassembled across TCP segments) > QUIC Initial SNI (CRYPTO frames
 reassembled across Initial packets) > HTTP Host (HTTP/1.x, or the first cleartext HTTP/2
-request's `:authority`) > the client's most recent unexpired DNS answer for the server IP
+request's `:authority`; an HTTP CONNECT, the one flow with both, is named by its Host) > the
+client's most recent unexpired DNS answer for the server IP
 (the queried name, not the CNAME target) > none. The name is settled once — at the first
 client payload that decodes to a verdict-worthy answer, or when the flow ends without one —
 and the per-flow buffers are released right away (an h2c connection is handed to
 `track.h2c`, which keeps reading it for DNS over HTTPS).
 
 Proxies: after an HTTP CONNECT or a SOCKS request, the bytes the client sends through the
-tunnel are read for a ClientHello too. A SOCKS flow is named `socks`: by the domain it asked
+tunnel are read for a ClientHello too. A CONNECT flow is named by its Host, as any HTTP flow
+(what the firewall reads at the start of the stream); the SNI inside is kept as evidence. A SOCKS flow is named `socks`: by the domain it asked
 for, else the SNI inside, else as any flow. It goes to the proxy, and that is what the
 managed network's firewall sees and judges (its address, its port, no SNI or Host at the
 start of the stream), so `socks` never satisfies an FQDN rule; the target is recorded.
@@ -75,15 +77,19 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
     strictly is one."""
     if flow.socks is not None:
         return _socks_name(flow)
-    for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
-        if raw:
-            return _strict(flow, raw, source)
     if flow.http_host:
+        # Before the SNI: a flow with both started with an HTTP CONNECT, and the firewall
+        # judges what starts the stream (the request's Host); the ClientHello after it goes
+        # through the proxy unseen, so it is kept as evidence only. Otherwise a CONNECT to
+        # any proxy on port 443 followed by an allowed SNI would pass for that SNI.
         host = hostnames.http_host(flow.http_host)
         if host is None:
             flow.invalid_name = flow.http_host
             return None
         return host, "http_host"
+    for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
+        if raw:
+            return _strict(flow, raw, source)
     return None
 
 
@@ -159,7 +165,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
         flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
-        if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
+        if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
         return True

@@ -208,3 +208,23 @@ def test_doh_over_http1_is_raised_by_its_path(tmp_path):
         b"GET /dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE HTTP/1.1\r\nHost: r.example\r\n\r\n")
     (f,) = [f for f in run(tmp_path, c.ack().close().packets).findings if f["rule"]["name"] == "encrypted_dns"]
     assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
+
+
+# -- HTTP CONNECT ----------------------------------------------------------------------------
+
+def test_an_http_connect_on_443_does_not_pass_for_the_sni_sent_through_it(tmp_path):
+    """The firewall sees a plaintext CONNECT at the start of the stream (no SNI there); the
+    ClientHello after it goes through the proxy unseen. So the flow is named by the CONNECT's
+    Host, never allowed by the allowed SNI behind it; the SNI is kept as evidence."""
+    connect = b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"
+    c = Conn(dport=443).handshake().send(connect + hello(b"pypi.org")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    ea = flow["egress_auditor"]
+    assert (flow["destination"]["domain"], ea["name_source"]) == ("evil.example", "http_host")
+    assert flow["tls"]["client"]["server_name"] == "pypi.org"
+    assert ea["verdict"] == "denied"
+    # Even a CONNECT to the allowed name itself: no SNI at the start of a port-443 stream.
+    c = Conn(dport=443, sport=40001).handshake().send(
+        b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n" + hello(b"pypi.org")).ack().close()
+    ea = _flow(tmp_path, c.packets)["egress_auditor"]
+    assert (ea["verdict"], ea["reason"]) == ("denied", "fqdn_needs_sni_or_host")
