@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
-from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4
+from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4, tunnel_port
 from auditor.decode.tunnel import open_one as open_tunnel
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
@@ -153,6 +153,9 @@ class Tracker:
         """A packet that carries another: the carrier and every packet inside it are
         tracked, outermost first (each inner one scoped by its encapsulation), malformed
         layers counted."""
+        if t.sport < t.dport and t.proto == 17 and self._answers_a_node_flow(t):
+            self.packet(t)
+            return
         ts_ns = t.ts_ns
         while True:
             inner = open_tunnel(t)      # before `_carrier`, which rekeys a UDP carrier
@@ -173,6 +176,20 @@ class Tracker:
                 self.telemetry.bad(inner)
             return
 
+    def _answers_a_node_flow(self, t: Tunnel) -> bool:
+        """Is this datagram to a tunnel port, from a lower port, the answer to a flow the
+        node started from that port (a DNS answer to a resolver that picked source port
+        4789)? Then it is no tunnel: the node's own socket gets it. Only for a sender that is
+        not a node address: what the node sends to a tunnel port is always opened (the
+        receiver decapsulates it), so a job cannot hide an inner packet behind a forged
+        "query" from the peer."""
+        if t.src in self.node_networks or tunnel_port(t.sport, t.dport) != t.dport:
+            return False
+        key: tuple = (17, t.dst, t.dport, t.src, t.sport)
+        if t.tunnel is not None:
+            key += (t.tunnel.scope,)
+        return self._by_client_key(key) is not None
+
     def _carrier(self, pkt: Tunnel) -> None:
         """A tunnel's carrier packet. A UDP carrier is keyed by the tunnel port alone: the
         other port is entropy the sender hashes from the inner headers (RFC 7348 section 5,
@@ -188,7 +205,7 @@ class Tracker:
             self.tick(pkt.ts)       # before the lookups below: expiry must not follow them
         from_client = True
         sport, dport = pkt.sport, pkt.dport
-        if pkt.proto == 17 and dport < sport:     # to the tunnel port (decode: the lower one)
+        if pkt.proto == 17 and sport != dport and tunnel_port(sport, dport) == dport:   # to it
             key: tuple = (17, pkt.src, ANY_PORT, pkt.dst, dport)
             if pkt.tunnel is not None:
                 key += (pkt.tunnel.scope,)
