@@ -32,6 +32,9 @@ from auditor.track.streams import Budget, StreamPrefix
 
 MAX_CLIENT_PREFIX = 65536   # a ClientHello with post-quantum key shares is ~2 KB; HTTP headers 16 KB
 MAX_QUIC_DATAGRAMS = 8      # a ClientHello never needs more Initial packets than this
+# An invalid name is kept as evidence, cut here once for every reader (the flow event and
+# the `direct_ip` finding): a Host may be 16 KiB, an :authority as long, an SNI 64 KiB.
+MAX_INVALID_NAME = 512
 
 
 class QuicState:
@@ -84,7 +87,7 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
         # any proxy on port 443 followed by an allowed SNI would pass for that SNI.
         host = hostnames.http_host(flow.http_host)
         if host is None:
-            flow.invalid_name = flow.http_host
+            flow.invalid_name = flow.http_host[:MAX_INVALID_NAME]
             return None
         return host, "http_host"
     for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
@@ -109,7 +112,7 @@ def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
     as evidence."""
     name = hostnames.wire_host(raw)
     if name is None:
-        flow.invalid_name = raw
+        flow.invalid_name = raw[:MAX_INVALID_NAME]
         return None
     return name, source
 
