@@ -113,7 +113,10 @@ class Tracker:
             self._watch(flow, st, pkt, seq, from_client)
         payload = pkt.payload
         if payload:
-            if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+            if (flow.server_port == DNS_PORT or flow.client_port == DNS_PORT) \
+                    and flow.key[2] != ANY_PORT:
+                # (A tunnel carrier's client port is the first datagram's entropy port: a
+                # first one from port 53 must not make every later datagram "DNS".)
                 self._dns(flow, pkt, seq, from_client)
             elif st is not None and st.h2 is not None:
                 self._h2(flow, st, seq, payload, from_client, ts)
@@ -230,7 +233,8 @@ class Tracker:
                 flow = self._by_server_key(key)
                 from_client = False
         if flow is None or not flow.named \
-                or flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+                or ((flow.server_port == DNS_PORT or flow.client_port == DNS_PORT)
+                    and flow.key[2] != ANY_PORT):
             self.packet(pkt)
             return
         self._touch(flow.key)

@@ -8,7 +8,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from auditor.events import FlowEnded
+from auditor.events import DnsQuery, FlowEnded
 from auditor.telemetry import Layer
 from tests.track.test_tracker import client_hello
 from tests.util import dns_answer, dns_query, run, tcp_handshake
@@ -261,3 +261,17 @@ def test_a_forged_query_from_the_peer_does_not_hide_what_the_node_sends_to_its_t
     _, rec = run([forged, upload], node_networks=["10.0.0.0/16", "10.244.0.0/16"])
     (tcp,) = [f for f in flows(rec) if f.transport == "tcp"]
     assert (tcp.client_ip, tcp.server_ip) == (POD, EVIL) and tcp.egress
+
+
+def test_a_first_datagram_from_port_53_does_not_make_the_carrier_dns():
+    """The carrier's client port is the first datagram's entropy port: one sent from port 53
+    must not make every later VXLAN datagram of the carrier parsed as DNS (a malformed-DNS
+    count per packet, fake queries, and no fast path)."""
+    peer = "10.0.0.6"
+    pkts = [Ether() / IP(src=NODE, dst=peer) / UDP(sport=sport, dport=8472) / VXLAN(vni=1) / Ether() /
+            IP(src=POD, dst="10.244.2.8") / UDP(sport=1000, dport=2000) / (b"x" * 40)
+            for sport in (53, 50001, 50002, 50003)]
+    pipe, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    (carrier,) = _udp_carriers(rec)
+    assert (carrier.client_port, carrier.c_packets) == (53, 4) and carrier.app_protocol != "dns"
+    assert pipe.telemetry.malformed[Layer.DNS] == 0 and rec.of(DnsQuery) == []
