@@ -6,6 +6,9 @@ that looks like DNS over HTTPS (RFC 8484) marks the flow (`flow.doh`, read by th
 the response body, in DATA frames — are handed to DnsWatch, so they become the same
 `DnsQuery`/`DnsAnswered` facts as DNS on port 53.
 
+An HTTP/1.1 request with `Upgrade: h2c` (RFC 7540 3.2) is named by its Host and then followed
+the same way, from the client's preface and from after the server's 101 head.
+
 Both directions are followed after naming (the answers come later), which is why this is
 bounded per connection and not only by the shared reassembly budget: at most `MAX_BYTES`
 read, `MAX_FRAMES` frames and `MAX_HEADER_BYTES` of header blocks (then the connection is
@@ -43,9 +46,9 @@ class H2Conn:
     """One h2c connection's reading state: both byte streams, both HPACK tables, and the
     bodies of the DoH exchanges in progress, keyed (stream id, from_client)."""
     __slots__ = ("client", "server", "blocks", "bodies", "preface", "frames", "read",
-                 "header_bytes", "request_seen", "done")
+                 "header_bytes", "request_seen", "done", "upgraded", "server_head")
 
-    def __init__(self, client: StreamPrefix, budget: Budget | None) -> None:
+    def __init__(self, client: StreamPrefix, budget: Budget | None, upgraded: bool = False) -> None:
         client.cap = max(client.cap, BUFFER)
         self.client = client
         self.server = StreamPrefix(BUFFER, budget=budget)
@@ -55,6 +58,8 @@ class H2Conn:
         self.frames = self.read = self.header_bytes = 0
         self.request_seen = False
         self.done = False
+        # After an HTTP/1.1 `Upgrade: h2c` the server's side starts with its 101 head.
+        self.upgraded = self.server_head = upgraded
 
     def release(self) -> None:
         self.client.release()
@@ -89,8 +94,19 @@ class H2Watch:
                 if len(buf) < len(h2.PREFACE):
                     return conn.done
                 if not buf.startswith(h2.PREFACE):
+                    if conn.upgraded:           # refused (no 101): HTTP/1 goes on, unread
+                        conn.release()
+                        return True
                     raise DecodeError("not the HTTP/2 client preface")
                 conn.preface, off = True, len(h2.PREFACE)
+            if not from_client and conn.server_head:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0 and len(buf) < h2.MAX_BLOCK:
+                    return conn.done
+                if end < 0 or buf[9:12] != b"101":   # refused: an HTTP/1 response
+                    conn.release()
+                    return True
+                conn.server_head, off = False, end + 4
             frames, used = h2.split_frames(buf[off:] if off else buf)
             stream.consume(off + used)
             conn.read += off + used

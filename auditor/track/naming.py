@@ -171,6 +171,12 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
+        if request.h2c_upgrade and b"\r\n\r\n" in buf:
+            # HTTP/2 follows the server's 101: followed as h2c with prior knowledge is (DoH
+            # inside must not hide behind an upgrade), from the preface after this head.
+            stream.consume(buf.find(b"\r\n\r\n") + 4)
+            st.h2 = H2Conn(stream, budget, upgraded=True)
+            st.client_stream = None
         return True
     if request is NEED_MORE and not stream.overflowed:
         return False

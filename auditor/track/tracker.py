@@ -123,6 +123,9 @@ class Tracker:
             elif from_client and not flow.named:
                 if naming.client_payload(flow, seq, payload, self.telemetry, self.budget):
                     self._settle(flow)
+                    st = flow.track_state       # an h2c upgrade: what followed the head
+                    if st is not None and st.h2 is not None:
+                        self.h2c.pump(flow, st.h2, True, ts)
                 else:
                     st = flow.track_state
                     if st is not None and st.h2 is not None \

