@@ -171,12 +171,16 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
-        if request.h2c_upgrade and b"\r\n\r\n" in buf:
+        if request.h2c_upgrade and b"\r\n\r\n" in buf and stream.base_seq is not None:
             # HTTP/2 follows the server's 101: followed as h2c with prior knowledge is (DoH
-            # inside must not hide behind an upgrade), from the preface after this head.
-            stream.consume(buf.find(b"\r\n\r\n") + 4)
-            st.h2 = H2Conn(stream, budget, upgraded=True)
-            st.client_stream = None
+            # inside must not hide behind an upgrade), on a stream of its own from the byte
+            # after this head; this one stays the flow's, watched for retransmissions.
+            at = (stream.base_seq + buf.find(b"\r\n\r\n") + 4) & 0xFFFFFFFF
+            after = StreamPrefix(MAX_CLIENT_PREFIX, isn=(at - 1) & 0xFFFFFFFF, budget=budget)
+            rest = buf[buf.find(b"\r\n\r\n") + 4:]
+            if rest:
+                after.add(at, rest)
+            st.h2 = H2Conn(after, budget, upgraded=True)
         return True
     if request is NEED_MORE and not stream.overflowed:
         return False

@@ -270,3 +270,19 @@ def test_a_refused_h2c_upgrade_is_no_malformed_http():
     pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
     assert sum(pipe.telemetry.malformed.values()) == 0 and pipe.tracker.budget.held == 0
     assert rec.of(FlowNamed)[0].flow.domain == "www.example.org"
+
+
+def test_an_upgrade_request_that_dies_before_the_server_cannot_name_the_flow(tmp_path):
+    """Following HTTP/2 after the upgrade must not stop the watch on the head that named the
+    flow: the insertion trick (an allowed Host with a TTL that dies, then the real one)."""
+    fake, real = (_UPGRADE.replace(b"www.example.org", host) for host in (b"pypi.org", b"evil.org"))
+    c = Conn(dport=80).handshake()
+    seq = c.cseq
+    c.send(fake, ttl=1, advance=False)
+    c.resend_at(seq, real)
+    c.cseq += len(real)
+    c.ack().close()
+    report = run(tmp_path, c.packets)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["verdict"] == "denied", flow
+    assert "conflicting_retransmission" in detectors(report)
