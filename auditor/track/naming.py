@@ -147,8 +147,9 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     if buf[:len(h2.PREFACE)] == h2.PREFACE[:len(buf)]:       # h2c with prior knowledge
         if len(buf) < len(h2.PREFACE):
             return stream.overflowed
-        st.h2 = H2Conn(stream, budget)      # reads it from here on (the tracker feeds it)
-        st.client_stream = None
+        # Read on a stream of its own from here on (the tracker feeds both); this one keeps
+        # the bytes up to the request that names the flow, watched for retransmissions after.
+        st.h2 = H2Conn(_copy_from(stream, 0, budget), budget)
         flow.app_protocol = "http"
         return False
     if buf[0] in (4, 5):
@@ -171,22 +172,28 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
-        if request.h2c_upgrade and b"\r\n\r\n" in buf and stream.base_seq is not None:
+        if request.h2c_upgrade and b"\r\n\r\n" in buf:
             # HTTP/2 follows the server's 101: followed as h2c with prior knowledge is (DoH
             # inside must not hide behind an upgrade), on a stream of its own from the byte
             # after this head; this one stays the flow's, watched for retransmissions.
-            at = (stream.base_seq + buf.find(b"\r\n\r\n") + 4) & 0xFFFFFFFF
-            after = StreamPrefix(MAX_CLIENT_PREFIX, isn=(at - 1) & 0xFFFFFFFF, budget=budget)
-            rest = buf[buf.find(b"\r\n\r\n") + 4:]
-            if rest:
-                after.add(at, rest)
-            st.h2 = H2Conn(after, budget, upgraded=True)
+            st.h2 = H2Conn(_copy_from(stream, buf.find(b"\r\n\r\n") + 4, budget), budget,
+                           upgraded=True)
         return True
     if request is NEED_MORE and not stream.overflowed:
         return False
     if request is MALFORMED:
         telemetry.bad(Layer.HTTP)
     return True
+
+
+def _copy_from(stream: StreamPrefix, offset: int, budget: Budget | None) -> StreamPrefix:
+    """A new stream holding `stream`'s bytes from `offset` on, at the same sequence numbers."""
+    assert stream.base_seq is not None         # set by the first `add`
+    at = (stream.base_seq + offset) & 0xFFFFFFFF
+    copy = StreamPrefix(MAX_CLIENT_PREFIX, isn=(at - 1) & 0xFFFFFFFF, budget=budget)
+    if len(stream.data) > offset:
+        copy.add(at, bytes(stream.data[offset:]))
+    return copy
 
 
 def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry) -> bool:

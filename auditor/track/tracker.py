@@ -135,6 +135,8 @@ class Tracker:
     def _h2(self, flow: Flow, st, seq: int, payload: bytes, from_client: bool, ts: float) -> None:
         """A cleartext HTTP/2 connection: followed both ways, after naming too (DoH)."""
         conn = st.h2
+        if from_client and not flow.named and st.client_stream is not None:
+            st.client_stream.add(seq, payload)  # what names it is watched once it is named
         if self.h2c.segment(flow, conn, seq, payload, from_client, ts) and not flow.named:
             self._settle(flow)
         if conn.done:

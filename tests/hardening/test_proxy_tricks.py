@@ -286,3 +286,23 @@ def test_an_upgrade_request_that_dies_before_the_server_cannot_name_the_flow(tmp
     (flow,) = flows_to(report, SERVER)
     assert flow["egress_auditor"]["verdict"] == "denied", flow
     assert "conflicting_retransmission" in detectors(report)
+
+
+def test_an_h2c_request_that_dies_before_the_server_cannot_name_the_flow(tmp_path):
+    """Prior knowledge: an :authority of an allowed name sent with a TTL that dies, then the
+    real one at the same sequence numbers. The h2c reader consumes frames as it reads them,
+    so the bytes that named the flow are kept apart and compared until the server has them."""
+    def request(host: str) -> bytes:
+        return H2_PREFACE + h2_request(hpack.Encoder(), [(":method", "GET"), (":scheme", "http"),
+                                                         (":authority", host), (":path", "/")])
+    fake, real = request("pypi.org"), request("evil.org")
+    c = Conn(dport=80).handshake()
+    seq = c.cseq
+    c.send(fake, ttl=1, advance=False)
+    c.resend_at(seq, real)
+    c.cseq += len(real)
+    c.ack().close()
+    report = run(tmp_path, c.packets)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["verdict"] == "denied", flow
+    assert "conflicting_retransmission" in detectors(report)
