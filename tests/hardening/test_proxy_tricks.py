@@ -306,3 +306,28 @@ def test_an_h2c_request_that_dies_before_the_server_cannot_name_the_flow(tmp_pat
     (flow,) = flows_to(report, SERVER)
     assert flow["egress_auditor"]["verdict"] == "denied", flow
     assert "conflicting_retransmission" in detectors(report)
+
+
+def test_doh_bodies_in_progress_are_charged_to_the_reassembly_budget():
+    """32 DoH bodies of up to 64 KiB per connection, never ended, over many connections:
+    held within `max_reassembly_bytes` (they escaped it: 10 MB held by 10 such connections, 14 kB counted),
+    the overflow counted as a reassembly eviction, and all given back at the end."""
+    from tests.util import Recorder, frames, pipeline_for
+    from auditor.settings import Settings
+    packets = []
+    for n in range(3):
+        enc, data = hpack.Encoder(), H2_PREFACE
+        for sid in range(1, 8, 2):
+            data += h2_request(enc, [(":method", "POST"), (":authority", "dns.google"),
+                                     (":path", "/dns-query")], stream=sid, end_stream=False)
+            data += h2_frame(0, 0, sid, b"q" * 16000)
+        packets += Conn(server=DOH, dport=80, sport=41000 + n).handshake().send(data).packets
+    pipe = pipeline_for([Recorder()], Settings(node_networks=["10.0.0.0/8"],
+                                               max_reassembly_bytes=1 << 16))
+    pipe.feed(frames(packets))
+    bodies = sum(len(b) for f in pipe.tracker.flows if f.track_state and f.track_state.h2
+                 for b in f.track_state.h2.bodies.values())
+    assert 0 < bodies <= pipe.tracker.budget.held <= 1 << 16
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] > 0
+    pipe.close()
+    assert pipe.tracker.budget.held == 0
