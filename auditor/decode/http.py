@@ -32,6 +32,7 @@ class HttpRequest:
     target: str
     host: str | None
     version: str
+    h2c_upgrade: bool = False       # `Upgrade: h2c` (RFC 7540 3.2): HTTP/2 follows a 101
 
 
 def parse_request(buf: bytes) -> HttpRequest | Status:
@@ -76,7 +77,7 @@ def _parse(buf: bytes) -> HttpRequest | Status:
     head_end = min(cands)
     if head_end > MAX_HEAD:
         return MALFORMED
-    host = None
+    host, h2c_upgrade = None, False
     for raw in buf[eol + 1:head_end].split(b"\n"):
         raw = raw.rstrip(b"\r")
         if not raw:
@@ -84,6 +85,10 @@ def _parse(buf: bytes) -> HttpRequest | Status:
         colon = raw.find(b":")
         if colon <= 0 or raw[colon - 1] in b" \t":
             return MALFORMED  # RFC 9112 5.1: no whitespace before the colon
-        if host is None and raw[:colon].lower() == b"host":
+        name = raw[:colon].lower()
+        if host is None and name == b"host":
             host = _text(raw[colon + 1:].strip(b" \t"))
-    return HttpRequest(method.decode("ascii"), _text(target), host, version.decode("ascii"))
+        elif name == b"upgrade":
+            h2c_upgrade |= b"h2c" in (t.strip(b" \t").lower() for t in raw[colon + 1:].split(b","))
+    return HttpRequest(method.decode("ascii"), _text(target), host, version.decode("ascii"),
+                       h2c_upgrade)

@@ -25,8 +25,8 @@ Decisions (compared with tshark 4.0):
 - IP fragments (IPv4 MF or offset, IPv6 fragment header) are reported as a `Fragment` with
   the raw fragment data; `track/defrag.py` reassembles them and `decode_l4` finishes the job,
   so a fragmented DNS response is still read (tshark reassembles by default too).
-- Tunnels cost the common case nothing: only UDP to/from a tunnel port (the lower of the two
-  ports, as tshark picks the dissector), IP protocol 4/41/47
+- Tunnels cost the common case nothing: only UDP to a tunnel port, or from one to a higher
+  port (an answer), IP protocol 4/41/47
   and the MPLS ethertypes return a `Tunnel` instead of a `Packet`, and `Tunnel` is a
   `Packet` (the carrier, tracked like any other), so one class test routes it.
 """
@@ -44,7 +44,7 @@ __all__ = [
     "LINKTYPE_NULL", "LINKTYPE_ETHERNET", "LINKTYPE_RAW", "LINKTYPE_LOOP",
     "LINKTYPE_LINUX_SLL", "LINKTYPE_IPV4", "LINKTYPE_IPV6", "LINKTYPE_LINUX_SLL2",
     "LINKTYPE_PPP", "LINKTYPE_PPP_HDLC", "LINKTYPE_NFLOG", "LINKTYPES", "Tunnel",
-    "set_tunnel_ports", "ethernet", "by_ethertype", "ppp",
+    "set_tunnel_ports", "tunnel_port", "ethernet", "by_ethertype", "ppp",
 ]
 
 LINKTYPE_NULL = 0
@@ -145,6 +145,12 @@ class Tunnel(Packet):
     keeps the real port it replaced in `entropy_port` (set only then)."""
     __slots__ = ("entropy_port",)
     entropy_port: int
+
+
+def tunnel_port(sport: int, dport: int) -> int:
+    """The port that makes a UDP `Tunnel` one: the destination port when it is a tunnel
+    port (what the receiver decapsulates), else the source port (an answer)."""
+    return dport if dport in TUNNEL_PORTS else sport
 
 
 def set_tunnel_ports(vxlan: Iterable[int]) -> None:
@@ -321,9 +327,12 @@ def _l4(frame, p, end, stated_end, ts, version, src, dst, proto, ip_len):
                 return _UDP
         elif p + ulen < end:
             end = p + ulen    # bytes after the UDP datagram are a trailer, not payload
-        # A tunnel port counts when it is the lower port, as tshark decides (a DNS query
-        # from source port 4789 is DNS); both tests fail fast for every other packet.
-        if (dport in _TUNNEL_PORTS and dport <= sport) or (sport in _TUNNEL_PORTS and sport <= dport):
+        # To a tunnel port is a tunnel whatever the source port: the receiving VTEP
+        # decapsulates by destination port, so tshark's "the lower port decides" would let a
+        # sender hide the inner packet behind a source port below it (53 -> 8472). From a
+        # tunnel port, only to a higher port (an answer; a DNS query from port 4789 is DNS).
+        # Both tests fail fast for every other packet.
+        if dport in _TUNNEL_PORTS or (sport in _TUNNEL_PORTS and sport <= dport):
             return Tunnel(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
         return Packet(ts, version, src, dst, 17, sport, dport, ip_len, 0, 0, frame[p + 8:end])
     if proto == 1 or proto == 58:

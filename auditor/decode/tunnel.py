@@ -143,7 +143,7 @@ def _open(t: Tunnel, parent: Encap | None):
     if proto == -1:
         return _mpls(data, ts, parent)
     if proto == 17:
-        kind = packet.TUNNEL_PORTS.get(t.dport if t.dport <= t.sport else t.sport)
+        kind = packet.TUNNEL_PORTS.get(packet.tunnel_port(t.sport, t.dport))
         if kind == "vxlan":
             if len(data) < 8:
                 return _TUNNEL, None

@@ -6,11 +6,14 @@ that looks like DNS over HTTPS (RFC 8484) marks the flow (`flow.doh`, read by th
 the response body, in DATA frames — are handed to DnsWatch, so they become the same
 `DnsQuery`/`DnsAnswered` facts as DNS on port 53.
 
+An HTTP/1.1 request with `Upgrade: h2c` (RFC 7540 3.2) is named by its Host and then followed
+the same way, from the client's preface and from after the server's 101 head.
+
 Both directions are followed after naming (the answers come later), which is why this is
 bounded per connection and not only by the shared reassembly budget: at most `MAX_BYTES`
 read, `MAX_FRAMES` frames and `MAX_HEADER_BYTES` of header blocks (then the connection is
 dropped from following, counted as a reassembly eviction), at most `MAX_STREAMS` DoH exchanges collected at once, each body at
-most `MAX_BODY` (a DNS message's own limit). Anything that breaks framing or HPACK stops
+most `MAX_BODY` (a DNS message's own limit) and charged to the shared reassembly budget. Anything that breaks framing or HPACK stops
 that connection (counted malformed under `http`): with its HPACK table out of step nothing
 after it can be read. The server side starts at the first server segment after the client's
 preface (a server preface sent before it is not seen; its frames are skipped, not misread).
@@ -43,24 +46,46 @@ class H2Conn:
     """One h2c connection's reading state: both byte streams, both HPACK tables, and the
     bodies of the DoH exchanges in progress, keyed (stream id, from_client)."""
     __slots__ = ("client", "server", "blocks", "bodies", "preface", "frames", "read",
-                 "header_bytes", "request_seen", "done")
+                 "header_bytes", "request_seen", "done", "upgraded", "server_head", "budget")
 
-    def __init__(self, client: StreamPrefix, budget: Budget | None) -> None:
+    def __init__(self, client: StreamPrefix, budget: Budget | None, upgraded: bool = False) -> None:
         client.cap = max(client.cap, BUFFER)
         self.client = client
         self.server = StreamPrefix(BUFFER, budget=budget)
         self.blocks = (h2.HeaderBlocks(), h2.HeaderBlocks())     # server's, client's
+        # Charged to the shared reassembly budget like any buffered stream byte: 32 bodies
+        # of 64 KiB per connection, over many connections, would otherwise escape it.
         self.bodies: dict[tuple[int, bool], bytearray] = {}
+        self.budget = budget
         self.preface = False
         self.frames = self.read = self.header_bytes = 0
         self.request_seen = False
         self.done = False
+        # After an HTTP/1.1 `Upgrade: h2c` the server's side starts with its 101 head.
+        self.upgraded = self.server_head = upgraded
 
     def release(self) -> None:
         self.client.release()
         self.server.release()
-        self.bodies.clear()
+        for key in list(self.bodies):
+            self.drop_body(key)
         self.done = True
+
+    def grow_body(self, key: tuple[int, bool], data: bytes) -> bool:
+        """Add to a body; False (the body dropped) when the budget cannot hold it."""
+        if self.budget is not None:
+            granted = self.budget.take(len(data))
+            if granted < len(data):     # counted as an eviction by the budget
+                self.budget.give(granted)
+                return False
+        self.bodies[key] += data
+        return True
+
+    def drop_body(self, key: tuple[int, bool]) -> bytearray:
+        body = self.bodies.pop(key)
+        if self.budget is not None:
+            self.budget.give(len(body))
+        return body
 
 
 class H2Watch:
@@ -89,8 +114,19 @@ class H2Watch:
                 if len(buf) < len(h2.PREFACE):
                     return conn.done
                 if not buf.startswith(h2.PREFACE):
+                    if conn.upgraded:           # refused (no 101): HTTP/1 goes on, unread
+                        conn.release()
+                        return True
                     raise DecodeError("not the HTTP/2 client preface")
                 conn.preface, off = True, len(h2.PREFACE)
+            if not from_client and conn.server_head:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0 and len(buf) < h2.MAX_BLOCK:
+                    return conn.done
+                if end < 0 or buf[9:12] != b"101":   # refused: an HTTP/1 response
+                    conn.release()
+                    return True
+                conn.server_head, off = False, end + 4
             frames, used = h2.split_frames(buf[off:] if off else buf)
             stream.consume(off + used)
             conn.read += off + used
@@ -134,10 +170,12 @@ class H2Watch:
             body = conn.bodies.get(key)
             if body is None:
                 return
-            body += h2.unpad(frame)
-            if len(body) > MAX_BODY:
-                del conn.bodies[key]        # larger than any DNS message: not one
+            data = h2.unpad(frame)
+            if len(body) + len(data) > MAX_BODY:
+                conn.drop_body(key)         # larger than any DNS message: not one
                 self.telemetry.bad(Layer.DNS)
+            elif not conn.grow_body(key, data):
+                conn.drop_body(key)
             elif frame.flags & h2.END_STREAM:
                 self._complete(flow, conn, key, ts)
 
@@ -177,11 +215,11 @@ class H2Watch:
             return                                          # informational; more follow
         ctype = (headers.get("content-type") or "").lower()
         if status is not None and (status != "200" or h2.DOH_TYPE not in ctype):
-            del conn.bodies[key]                            # not a DNS answer
+            conn.drop_body(key)                             # not a DNS answer
         elif headers.end_stream:
             self._complete(flow, conn, key, ts)
 
     def _complete(self, flow: Flow, conn: H2Conn, key: tuple[int, bool], ts: float) -> None:
-        body = conn.bodies.pop(key)
+        body = conn.drop_body(key)
         if body:
             self.deliver(flow, bytes(body), key[1], ts, key[0])

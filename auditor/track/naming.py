@@ -2,14 +2,16 @@
 
 TLS ClientHello SNI (reassembled across TCP segments) > QUIC Initial SNI (CRYPTO frames
 reassembled across Initial packets) > HTTP Host (HTTP/1.x, or the first cleartext HTTP/2
-request's `:authority`) > the client's most recent unexpired DNS answer for the server IP
+request's `:authority`; an HTTP CONNECT, the one flow with both, is named by its Host) > the
+client's most recent unexpired DNS answer for the server IP
 (the queried name, not the CNAME target) > none. The name is settled once — at the first
 client payload that decodes to a verdict-worthy answer, or when the flow ends without one —
 and the per-flow buffers are released right away (an h2c connection is handed to
 `track.h2c`, which keeps reading it for DNS over HTTPS).
 
 Proxies: after an HTTP CONNECT or a SOCKS request, the bytes the client sends through the
-tunnel are read for a ClientHello too. A SOCKS flow is named `socks`: by the domain it asked
+tunnel are read for a ClientHello too. A CONNECT flow is named by its Host, as any HTTP flow
+(what the firewall reads at the start of the stream); the SNI inside is kept as evidence. A SOCKS flow is named `socks`: by the domain it asked
 for, else the SNI inside, else as any flow. It goes to the proxy, and that is what the
 managed network's firewall sees and judges (its address, its port, no SNI or Host at the
 start of the stream), so `socks` never satisfies an FQDN rule; the target is recorded.
@@ -30,6 +32,9 @@ from auditor.track.streams import Budget, StreamPrefix
 
 MAX_CLIENT_PREFIX = 65536   # a ClientHello with post-quantum key shares is ~2 KB; HTTP headers 16 KB
 MAX_QUIC_DATAGRAMS = 8      # a ClientHello never needs more Initial packets than this
+# An invalid name is kept as evidence, cut here once for every reader (the flow event and
+# the `direct_ip` finding): a Host may be 16 KiB, an :authority as long, an SNI 64 KiB.
+MAX_INVALID_NAME = 512
 
 
 class QuicState:
@@ -75,15 +80,19 @@ def _presented(flow: Flow) -> tuple[str, str] | None:
     strictly is one."""
     if flow.socks is not None:
         return _socks_name(flow)
+    if flow.http_host:
+        # Before the SNI: a flow with both started with an HTTP CONNECT, and the firewall
+        # judges what starts the stream (the request's Host); the ClientHello after it goes
+        # through the proxy unseen, so it is kept as evidence only. Otherwise a CONNECT to
+        # any proxy on port 443 followed by an allowed SNI would pass for that SNI.
+        host = hostnames.http_host(flow.http_host)
+        if host is None:
+            flow.invalid_name = flow.http_host[:MAX_INVALID_NAME]
+            return None
+        return host, "http_host"
     for raw, source in ((flow.sni, "sni"), (flow.quic_sni, "quic_sni")):
         if raw:
             return _strict(flow, raw, source)
-    if flow.http_host:
-        host = hostnames.http_host(flow.http_host)
-        if host is None:
-            flow.invalid_name = flow.http_host
-            return None
-        return host, "http_host"
     return None
 
 
@@ -103,7 +112,7 @@ def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
     as evidence."""
     name = hostnames.wire_host(raw)
     if name is None:
-        flow.invalid_name = raw
+        flow.invalid_name = raw[:MAX_INVALID_NAME]
         return None
     return name, source
 
@@ -138,8 +147,9 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     if buf[:len(h2.PREFACE)] == h2.PREFACE[:len(buf)]:       # h2c with prior knowledge
         if len(buf) < len(h2.PREFACE):
             return stream.overflowed
-        st.h2 = H2Conn(stream, budget)      # reads it from here on (the tracker feeds it)
-        st.client_stream = None
+        # Read on a stream of its own from here on (the tracker feeds both); this one keeps
+        # the bytes up to the request that names the flow, watched for retransmissions after.
+        st.h2 = H2Conn(_copy_from(stream, 0, budget), budget)
         flow.app_protocol = "http"
         return False
     if buf[0] in (4, 5):
@@ -159,15 +169,31 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
     if isinstance(request, http.HttpRequest):
         flow.http_host, flow.app_protocol = request.host, "http"
         flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
-        if request.method == "CONNECT":  # a proxy tunnel: the TLS inside names the real peer
+        if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
             return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
+        if request.h2c_upgrade and b"\r\n\r\n" in buf:
+            # HTTP/2 follows the server's 101: followed as h2c with prior knowledge is (DoH
+            # inside must not hide behind an upgrade), on a stream of its own from the byte
+            # after this head; this one stays the flow's, watched for retransmissions.
+            st.h2 = H2Conn(_copy_from(stream, buf.find(b"\r\n\r\n") + 4, budget), budget,
+                           upgraded=True)
         return True
     if request is NEED_MORE and not stream.overflowed:
         return False
     if request is MALFORMED:
         telemetry.bad(Layer.HTTP)
     return True
+
+
+def _copy_from(stream: StreamPrefix, offset: int, budget: Budget | None) -> StreamPrefix:
+    """A new stream holding `stream`'s bytes from `offset` on, at the same sequence numbers."""
+    assert stream.base_seq is not None         # set by the first `add`
+    at = (stream.base_seq + offset) & 0xFFFFFFFF
+    copy = StreamPrefix(MAX_CLIENT_PREFIX, isn=(at - 1) & 0xFFFFFFFF, budget=budget)
+    if len(stream.data) > offset:
+        copy.add(at, bytes(stream.data[offset:]))
+    return copy
 
 
 def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry) -> bool:

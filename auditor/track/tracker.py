@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
-from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4
+from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4, tunnel_port
 from auditor.decode.tunnel import open_one as open_tunnel
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
 from auditor.flow import Flow
@@ -113,13 +113,19 @@ class Tracker:
             self._watch(flow, st, pkt, seq, from_client)
         payload = pkt.payload
         if payload:
-            if flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+            if (flow.server_port == DNS_PORT or flow.client_port == DNS_PORT) \
+                    and flow.key[2] != ANY_PORT:
+                # (A tunnel carrier's client port is the first datagram's entropy port: a
+                # first one from port 53 must not make every later datagram "DNS".)
                 self._dns(flow, pkt, seq, from_client)
             elif st is not None and st.h2 is not None:
                 self._h2(flow, st, seq, payload, from_client, ts)
             elif from_client and not flow.named:
                 if naming.client_payload(flow, seq, payload, self.telemetry, self.budget):
                     self._settle(flow)
+                    st = flow.track_state       # an h2c upgrade: what followed the head
+                    if st is not None and st.h2 is not None:
+                        self.h2c.pump(flow, st.h2, True, ts)
                 else:
                     st = flow.track_state
                     if st is not None and st.h2 is not None \
@@ -129,6 +135,8 @@ class Tracker:
     def _h2(self, flow: Flow, st, seq: int, payload: bytes, from_client: bool, ts: float) -> None:
         """A cleartext HTTP/2 connection: followed both ways, after naming too (DoH)."""
         conn = st.h2
+        if from_client and not flow.named and st.client_stream is not None:
+            st.client_stream.add(seq, payload)  # what names it is watched once it is named
         if self.h2c.segment(flow, conn, seq, payload, from_client, ts) and not flow.named:
             self._settle(flow)
         if conn.done:
@@ -153,6 +161,9 @@ class Tracker:
         """A packet that carries another: the carrier and every packet inside it are
         tracked, outermost first (each inner one scoped by its encapsulation), malformed
         layers counted."""
+        if t.sport < t.dport and t.proto == 17 and self._answers_a_node_flow(t):
+            self.packet(t)
+            return
         ts_ns = t.ts_ns
         while True:
             inner = open_tunnel(t)      # before `_carrier`, which rekeys a UDP carrier
@@ -173,6 +184,20 @@ class Tracker:
                 self.telemetry.bad(inner)
             return
 
+    def _answers_a_node_flow(self, t: Tunnel) -> bool:
+        """Is this datagram to a tunnel port, from a lower port, the answer to a flow the
+        node started from that port (a DNS answer to a resolver that picked source port
+        4789)? Then it is no tunnel: the node's own socket gets it. Only for a sender that is
+        not a node address: what the node sends to a tunnel port is always opened (the
+        receiver decapsulates it), so a job cannot hide an inner packet behind a forged
+        "query" from the peer."""
+        if t.src in self.node_networks or tunnel_port(t.sport, t.dport) != t.dport:
+            return False
+        key: tuple = (17, t.dst, t.dport, t.src, t.sport)
+        if t.tunnel is not None:
+            key += (t.tunnel.scope,)
+        return self._by_client_key(key) is not None
+
     def _carrier(self, pkt: Tunnel) -> None:
         """A tunnel's carrier packet. A UDP carrier is keyed by the tunnel port alone: the
         other port is entropy the sender hashes from the inner headers (RFC 7348 section 5,
@@ -188,7 +213,7 @@ class Tracker:
             self.tick(pkt.ts)       # before the lookups below: expiry must not follow them
         from_client = True
         sport, dport = pkt.sport, pkt.dport
-        if pkt.proto == 17 and dport < sport:     # to the tunnel port (decode: the lower one)
+        if pkt.proto == 17 and sport != dport and tunnel_port(sport, dport) == dport:   # to it
             key: tuple = (17, pkt.src, ANY_PORT, pkt.dst, dport)
             if pkt.tunnel is not None:
                 key += (pkt.tunnel.scope,)
@@ -213,7 +238,8 @@ class Tracker:
                 flow = self._by_server_key(key)
                 from_client = False
         if flow is None or not flow.named \
-                or flow.server_port == DNS_PORT or flow.client_port == DNS_PORT:
+                or ((flow.server_port == DNS_PORT or flow.client_port == DNS_PORT)
+                    and flow.key[2] != ANY_PORT):
             self.packet(pkt)
             return
         self._touch(flow.key)

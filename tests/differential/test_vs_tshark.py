@@ -175,8 +175,10 @@ def test_sni_matches_tshark(capture, replay_dir):
             continue
         ours[key] = str(sni).lower().rstrip(".")
         src = get(ev, "egress_auditor.name_source")
-        # Through a SOCKS proxy the flow is named `socks` (the SNI is recorded all the same).
-        want = "quic_sni" if key.transport == "udp" else "socks" if get(ev, "egress_auditor.socks") else "sni"
+        # Through a SOCKS proxy the flow is named `socks`, through an HTTP CONNECT by its
+        # Host (what starts the stream); the SNI is recorded all the same.
+        want = ("quic_sni" if key.transport == "udp" else "socks" if get(ev, "egress_auditor.socks")
+                else "http_host" if get(ev, "url.domain") else "sni")
         if src != want:
             bad_source.append(f"  flow {key}: name_source {src!r}, expected {want!r}")
     assert ours == theirs, _diff(capture, "TLS/QUIC SNIs", theirs, ours)

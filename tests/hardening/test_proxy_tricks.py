@@ -208,3 +208,126 @@ def test_doh_over_http1_is_raised_by_its_path(tmp_path):
         b"GET /dns-query?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAABAAE HTTP/1.1\r\nHost: r.example\r\n\r\n")
     (f,) = [f for f in run(tmp_path, c.ack().close().packets).findings if f["rule"]["name"] == "encrypted_dns"]
     assert f["egress_auditor"]["evidence"]["via"] == "doh_request"
+
+
+# -- HTTP CONNECT ----------------------------------------------------------------------------
+
+def test_an_http_connect_on_443_does_not_pass_for_the_sni_sent_through_it(tmp_path):
+    """The firewall sees a plaintext CONNECT at the start of the stream (no SNI there); the
+    ClientHello after it goes through the proxy unseen. So the flow is named by the CONNECT's
+    Host, never allowed by the allowed SNI behind it; the SNI is kept as evidence."""
+    connect = b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n"
+    c = Conn(dport=443).handshake().send(connect + hello(b"pypi.org")).ack().close()
+    flow = _flow(tmp_path, c.packets)
+    ea = flow["egress_auditor"]
+    assert (flow["destination"]["domain"], ea["name_source"]) == ("evil.example", "http_host")
+    assert flow["tls"]["client"]["server_name"] == "pypi.org"
+    assert ea["verdict"] == "denied"
+    # Even a CONNECT to the allowed name itself: no SNI at the start of a port-443 stream.
+    c = Conn(dport=443, sport=40001).handshake().send(
+        b"CONNECT pypi.org:443 HTTP/1.1\r\nHost: pypi.org:443\r\n\r\n" + hello(b"pypi.org")).ack().close()
+    ea = _flow(tmp_path, c.packets)["egress_auditor"]
+    assert (ea["verdict"], ea["reason"]) == ("denied", "fqdn_needs_sni_or_host")
+
+
+# -- cleartext HTTP/2 after an HTTP/1.1 Upgrade ------------------------------------------------
+
+_UPGRADE = (b"GET / HTTP/1.1\r\nHost: www.example.org\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+
+
+def test_doh_after_an_h2c_upgrade_is_decoded_as_with_prior_knowledge():
+    """An innocent HTTP/1.1 request asking `Upgrade: h2c`, the server's 101, then DoH over
+    HTTP/2: the DNS inside is read (it was not: only prior knowledge was followed)."""
+    query = dns.message.make_query("secret-data.exfil.example", "A")
+    query.id = 0
+    req = h2_request(hpack.Encoder(), [(":method", "POST"), (":scheme", "http"),
+                                       (":authority", "www.example.org"), (":path", "/dns-query"),
+                                       ("content-type", "application/dns-message")],
+                     stream=3, end_stream=False) + h2_frame(0, 1, 3, query.to_wire())
+    response = dns.message.make_response(query)
+    response.answer.append(dns.rrset.from_text("secret-data.exfil.example.", 300, "IN", "A", "203.0.113.7"))
+    reply = (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+             + h2_frame(4, 0, 0, b"") + h2_request(hpack.Encoder(), [(":status", "200"),
+             ("content-type", "application/dns-message")], stream=3, end_stream=False)
+             + h2_frame(0, 1, 3, response.to_wire()))
+    c = Conn(server=DOH, dport=80).handshake().send(_UPGRADE).ack().reply(reply[:40])
+    c.send(H2_PREFACE + req).reply(reply[40:]).close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    (q,) = rec.of(DnsQuery)
+    assert q.message.questions[0][0] == "secret-data.exfil.example"
+    (answer,) = rec.of(DnsAnswered)
+    assert answer.solicited and "203.0.113.7" in answer.chains
+    (named,) = rec.of(FlowNamed)
+    assert (named.flow.domain, named.flow.name_source, named.flow.doh) == ("www.example.org", "http_host", True)
+    assert sum(pipe.telemetry.malformed.values()) == 0 and pipe.tracker.budget.held == 0
+
+
+def test_a_refused_h2c_upgrade_is_no_malformed_http():
+    c = Conn(server=SERVER, dport=80).handshake().send(_UPGRADE).ack()
+    c.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").send(
+        b"GET /next HTTP/1.1\r\nHost: www.example.org\r\n\r\n").ack().close()
+    pipe, rec = run_pipeline(c.packets, node_networks=["10.0.0.0/8"])
+    assert sum(pipe.telemetry.malformed.values()) == 0 and pipe.tracker.budget.held == 0
+    assert rec.of(FlowNamed)[0].flow.domain == "www.example.org"
+
+
+def test_an_upgrade_request_that_dies_before_the_server_cannot_name_the_flow(tmp_path):
+    """Following HTTP/2 after the upgrade must not stop the watch on the head that named the
+    flow: the insertion trick (an allowed Host with a TTL that dies, then the real one)."""
+    fake, real = (_UPGRADE.replace(b"www.example.org", host) for host in (b"pypi.org", b"evil.org"))
+    c = Conn(dport=80).handshake()
+    seq = c.cseq
+    c.send(fake, ttl=1, advance=False)
+    c.resend_at(seq, real)
+    c.cseq += len(real)
+    c.ack().close()
+    report = run(tmp_path, c.packets)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["verdict"] == "denied", flow
+    assert "conflicting_retransmission" in detectors(report)
+
+
+def test_an_h2c_request_that_dies_before_the_server_cannot_name_the_flow(tmp_path):
+    """Prior knowledge: an :authority of an allowed name sent with a TTL that dies, then the
+    real one at the same sequence numbers. The h2c reader consumes frames as it reads them,
+    so the bytes that named the flow are kept apart and compared until the server has them."""
+    def request(host: str) -> bytes:
+        return H2_PREFACE + h2_request(hpack.Encoder(), [(":method", "GET"), (":scheme", "http"),
+                                                         (":authority", host), (":path", "/")])
+    fake, real = request("pypi.org"), request("evil.org")
+    c = Conn(dport=80).handshake()
+    seq = c.cseq
+    c.send(fake, ttl=1, advance=False)
+    c.resend_at(seq, real)
+    c.cseq += len(real)
+    c.ack().close()
+    report = run(tmp_path, c.packets)
+    (flow,) = flows_to(report, SERVER)
+    assert flow["egress_auditor"]["verdict"] == "denied", flow
+    assert "conflicting_retransmission" in detectors(report)
+
+
+def test_doh_bodies_in_progress_are_charged_to_the_reassembly_budget():
+    """32 DoH bodies of up to 64 KiB per connection, never ended, over many connections:
+    held within `max_reassembly_bytes` (they escaped it: 10 MB held by 10 such connections, 14 kB counted),
+    the overflow counted as a reassembly eviction, and all given back at the end."""
+    from tests.util import Recorder, frames, pipeline_for
+    from auditor.settings import Settings
+    packets = []
+    for n in range(3):
+        enc, data = hpack.Encoder(), H2_PREFACE
+        for sid in range(1, 8, 2):
+            data += h2_request(enc, [(":method", "POST"), (":authority", "dns.google"),
+                                     (":path", "/dns-query")], stream=sid, end_stream=False)
+            data += h2_frame(0, 0, sid, b"q" * 16000)
+        packets += Conn(server=DOH, dport=80, sport=41000 + n).handshake().send(data).packets
+    pipe = pipeline_for([Recorder()], Settings(node_networks=["10.0.0.0/8"],
+                                               max_reassembly_bytes=1 << 16))
+    pipe.feed(frames(packets))
+    bodies = sum(len(b) for f in pipe.tracker.flows if f.track_state and f.track_state.h2
+                 for b in f.track_state.h2.bodies.values())
+    assert 0 < bodies <= pipe.tracker.budget.held <= 1 << 16
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] > 0
+    pipe.close()
+    assert pipe.tracker.budget.held == 0

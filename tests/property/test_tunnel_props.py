@@ -38,7 +38,7 @@ v4 = st.binary(min_size=4, max_size=4)
 v6 = st.binary(min_size=16, max_size=16)
 port = st.integers(1024, 65535).filter(lambda p: p not in packet.TUNNEL_PORTS)
 # A tunnel's other port: above the tunnel port, as a VTEP's hashed source port or a Teredo
-# client's is (the lower port decides, as in tshark).
+# client's is (a datagram to a tunnel port is one whatever its source port).
 high = st.integers(10000, 65535)
 
 

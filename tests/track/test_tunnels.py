@@ -8,7 +8,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 
-from auditor.events import FlowEnded
+from auditor.events import DnsQuery, FlowEnded
 from auditor.telemetry import Layer
 from tests.track.test_tracker import client_hello
 from tests.util import dns_answer, dns_query, run, tcp_handshake
@@ -241,3 +241,62 @@ def test_the_summary_says_tunnelled_bytes_are_counted_twice_and_never_drops_a_ca
     out = io.StringIO()
     summary.render(out)
     assert "2 carriers sent" in out.getvalue() and "1 flow inside tunnels sent" in out.getvalue()
+
+
+def test_a_low_or_tunnel_source_port_does_not_hide_the_inner_packet():
+    """The receiving VTEP decapsulates by destination port whatever the source port, so a
+    sender must not hide the inner upload by picking a source port below the tunnel port
+    (53, 1000 -> 8472: tshark's lower-port rule) or another tunnel port (Teredo's 3544 ->
+    4789 would be opened as Teredo and show nothing; VXLAN's 4789 -> Geneve's 6081)."""
+    from scapy.contrib.geneve import GENEVE
+    peer = "10.0.0.6"                   # a node of the cluster: it forwards what it decaps
+    for sport, dport in ((1000, 8472), (53, 8472), (3544, 4789), (4789, 6081)):
+        header = GENEVE(vni=1, proto=0x0800) if dport == 6081 else VXLAN(vni=1) / Ether()
+        pkts = [Ether() / IP(src=NODE, dst=peer) / UDP(sport=sport, dport=dport) / header / p
+                for p in tcp_handshake(POD, EVIL, 41000) if p[IP].src == POD]
+        _, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+        tcp = [f for f in flows(rec) if f.transport == "tcp"]
+        assert len(tcp) == 1, (sport, dport)
+        assert (tcp[0].client_ip, tcp[0].server_ip, tcp[0].c_packets) == (POD, EVIL, 2)
+        assert tcp[0].egress and tcp[0].tunnel.kind == ("geneve" if dport == 6081 else "vxlan")
+        (carrier,) = _udp_carriers(rec)
+        assert (carrier.client_port, carrier.server_port, carrier.c_packets) == (sport, dport, 2)
+
+
+def test_an_answer_to_a_node_flow_from_a_tunnel_port_is_no_tunnel():
+    """A resolver that picked source port 4789 (random-port resolvers use 1024-65535) gets
+    its answer on it: read as DNS on the node's flow, not opened as VXLAN."""
+    for port in (3544, 4789):
+        pkts = [dns_query(NODE, R, "pypi.org", 7, sport=port),
+                dns_answer(NODE, R, "pypi.org", WEB, 7, sport=port), *tcp_handshake(NODE, WEB, 42002)]
+        pipe, rec = run(pkts, node_networks=["10.0.0.0/16"])
+        udp, tcp = sorted(flows(rec), key=lambda f: f.transport != "udp")   # and nothing inside
+        assert (udp.client_port, udp.c_packets, udp.s_packets) == (port, 1, 1)
+        assert (tcp.domain, tcp.name_source) == ("pypi.org", "dns")
+        assert sum(pipe.telemetry.malformed.values()) == 0
+
+
+def test_a_forged_query_from_the_peer_does_not_hide_what_the_node_sends_to_its_tunnel_port():
+    """The job forges peer:8472 -> node:53 first, so that its VXLAN datagram node:53 ->
+    peer:8472 would look like the answer: what the node sends to a tunnel port is opened."""
+    peer = "10.0.0.6"
+    forged = IP(src=peer, dst=NODE) / UDP(sport=8472, dport=53) / (b"\0" * 12)
+    inner = IP(src=POD, dst=EVIL) / TCP(sport=41000, dport=443, flags="S")
+    upload = Ether() / IP(src=NODE, dst=peer) / UDP(sport=53, dport=8472) / VXLAN(vni=1) / Ether() / inner
+    _, rec = run([forged, upload], node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    (tcp,) = [f for f in flows(rec) if f.transport == "tcp"]
+    assert (tcp.client_ip, tcp.server_ip) == (POD, EVIL) and tcp.egress
+
+
+def test_a_first_datagram_from_port_53_does_not_make_the_carrier_dns():
+    """The carrier's client port is the first datagram's entropy port: one sent from port 53
+    must not make every later VXLAN datagram of the carrier parsed as DNS (a malformed-DNS
+    count per packet, fake queries, and no fast path)."""
+    peer = "10.0.0.6"
+    pkts = [Ether() / IP(src=NODE, dst=peer) / UDP(sport=sport, dport=8472) / VXLAN(vni=1) / Ether() /
+            IP(src=POD, dst="10.244.2.8") / UDP(sport=1000, dport=2000) / (b"x" * 40)
+            for sport in (53, 50001, 50002, 50003)]
+    pipe, rec = run(pkts, node_networks=["10.0.0.0/16", "10.244.0.0/16"])
+    (carrier,) = _udp_carriers(rec)
+    assert (carrier.client_port, carrier.c_packets) == (53, 4) and carrier.app_protocol != "dns"
+    assert pipe.telemetry.malformed[Layer.DNS] == 0 and rec.of(DnsQuery) == []
