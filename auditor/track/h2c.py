@@ -13,7 +13,9 @@ Both directions are followed after naming (the answers come later), which is why
 bounded per connection and not only by the shared reassembly budget: at most `MAX_BYTES`
 read, `MAX_FRAMES` frames and `MAX_HEADER_BYTES` of header blocks (then the connection is
 dropped from following, counted as a reassembly eviction), at most `MAX_STREAMS` DoH exchanges collected at once, each body at
-most `MAX_BODY` (a DNS message's own limit) and charged to the shared reassembly budget. Anything that breaks framing or HPACK stops
+most `MAX_BODY` (a DNS message's own limit) and charged to the shared reassembly budget, as
+are both HPACK tables (`TABLE_COST` per byte the peer allowed): a connection the budget
+cannot hold is not followed. Anything that breaks framing or HPACK stops
 that connection (counted malformed under `http`): with its HPACK table out of step nothing
 after it can be read. The server side starts at the first server segment after the client's
 preface (a server preface sent before it is not seen; its frames are skipped, not misread).
@@ -36,6 +38,11 @@ MAX_FRAMES = 4096
 MAX_HEADER_BYTES = 256 << 10
 MAX_STREAMS = 32
 MAX_BODY = 65535
+# Python bytes an HPACK table holds per byte of its RFC 7541 size, at worst: a 32-byte entry
+# (empty name and value) is ~130 bytes of objects (measured: 4x). Both tables are charged to
+# the shared reassembly budget at that rate, so a flood of connections that fill 64 KiB
+# tables with empty entries is bounded by the budget, not only by the flow table's size.
+TABLE_COST = 4
 BUFFER = h2.MAX_FRAME + 9 + 4096          # one largest frame plus what trails it in a segment
 
 # (flow, raw DNS message, from_client, ts, HTTP/2 stream id)
@@ -46,7 +53,8 @@ class H2Conn:
     """One h2c connection's reading state: both byte streams, both HPACK tables, and the
     bodies of the DoH exchanges in progress, keyed (stream id, from_client)."""
     __slots__ = ("client", "server", "blocks", "bodies", "preface", "frames", "read",
-                 "header_bytes", "request_seen", "done", "upgraded", "server_head", "budget")
+                 "header_bytes", "request_seen", "done", "upgraded", "server_head", "budget",
+                 "tables")
 
     def __init__(self, client: StreamPrefix, budget: Budget | None, upgraded: bool = False) -> None:
         client.cap = max(client.cap, BUFFER)
@@ -63,12 +71,35 @@ class H2Conn:
         self.done = False
         # After an HTTP/1.1 `Upgrade: h2c` the server's side starts with its 101 head.
         self.upgraded = self.server_head = upgraded
+        self.tables = [0, 0]        # budget bytes held for each HPACK table (server's, client's)
+        if not (self.allow_table(False, h2.HPACK_TABLE) and self.allow_table(True, h2.HPACK_TABLE)):
+            self.release()          # the budget is spent: this connection is not followed
+
+    def allow_table(self, side: bool, size: int) -> bool:
+        """Let `side`'s encoder use a table of `size` (its peer's SETTINGS said so), charged
+        to the budget; False when the budget cannot hold it (counted as an eviction)."""
+        size = min(size, h2.MAX_TABLE)
+        want, held = TABLE_COST * size, self.tables[side]
+        if self.budget is not None:
+            if want > held:
+                granted = self.budget.take(want - held)
+                if granted < want - held:
+                    self.budget.give(granted)
+                    return False
+            else:
+                self.budget.give(held - want)
+        self.tables[side] = want
+        self.blocks[side].allow_table(size)
+        return True
 
     def release(self) -> None:
         self.client.release()
         self.server.release()
         for key in list(self.bodies):
             self.drop_body(key)
+        if self.budget is not None:
+            self.budget.give(self.tables[0] + self.tables[1])
+        self.tables = [0, 0]
         self.done = True
 
     def grow_body(self, key: tuple[int, bool], data: bytes) -> bool:
@@ -163,8 +194,8 @@ class H2Watch:
             raise DecodeError("a frame inside a header block")
         if frame.type == h2.SETTINGS:
             size = h2.settings(frame).get(h2.HEADER_TABLE_SIZE)
-            if size is not None:    # what the other side's encoder may now use
-                conn.blocks[not from_client].allow_table(size)
+            if size is not None and not conn.allow_table(not from_client, size):
+                conn.release()      # what the other side's encoder may now use: unaffordable
         elif frame.type == h2.DATA:
             key = (frame.stream, from_client)
             body = conn.bodies.get(key)

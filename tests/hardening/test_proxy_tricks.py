@@ -322,12 +322,46 @@ def test_doh_bodies_in_progress_are_charged_to_the_reassembly_budget():
                                      (":path", "/dns-query")], stream=sid, end_stream=False)
             data += h2_frame(0, 0, sid, b"q" * 16000)
         packets += Conn(server=DOH, dport=80, sport=41000 + n).handshake().send(data).packets
+    # 256 KiB: three connections' HPACK tables (32 KiB each) and some of their bodies.
     pipe = pipeline_for([Recorder()], Settings(node_networks=["10.0.0.0/8"],
-                                               max_reassembly_bytes=1 << 16))
+                                               max_reassembly_bytes=1 << 18))
     pipe.feed(frames(packets))
     bodies = sum(len(b) for f in pipe.tracker.flows if f.track_state and f.track_state.h2
                  for b in f.track_state.h2.bodies.values())
-    assert 0 < bodies <= pipe.tracker.budget.held <= 1 << 16
+    assert 0 < bodies <= pipe.tracker.budget.held <= 1 << 18
+    assert pipe.telemetry.evictions[Table.REASSEMBLY] > 0
+    pipe.close()
+    assert pipe.tracker.budget.held == 0
+
+
+def test_hpack_tables_are_charged_to_the_reassembly_budget():
+    """Connections whose peer allows 64 KiB HPACK tables, filled with empty entries (~135 KB
+    of objects each for ~6.5 kB of traffic): only as many are followed as the shared budget
+    holds, the rest are not followed (counted as reassembly evictions), and every byte is
+    given back when the flows end."""
+    from tests.util import Recorder, frames, pipeline_for
+    from auditor.decode import h2
+    from auditor.settings import Settings
+    from auditor.track import h2c
+    big = h2_frame(h2.SETTINGS, 0, 0, (h2.HEADER_TABLE_SIZE).to_bytes(2, "big") + (1 << 16).to_bytes(4, "big"))
+    packets = []
+    for n in range(40):
+        c = Conn(server=DOH, dport=80, sport=42000 + n).handshake()
+        c.send(H2_PREFACE + h2_frame(h2.SETTINGS, 0, 0, b""))
+        c.reply(big)                # the server lets the client's encoder use 64 KiB
+        enc = hpack.Encoder()
+        enc.header_table_size = 1 << 16
+        c.send(h2_request(enc, [(":method", "GET"), (":authority", "dns.google"), (":path", "/x")]
+, stream=1))
+        packets += c.packets
+    limit = 4 << 20                 # room for 15 connections: (64 + 4) KiB x TABLE_COST each
+    pipe = pipeline_for([Recorder()], Settings(node_networks=["10.0.0.0/8"], max_reassembly_bytes=limit))
+    pipe.feed(frames(packets))
+    followed = [f for f in pipe.tracker.flows if f.track_state and f.track_state.h2
+                and not f.track_state.h2.done]
+    per_conn = h2c.TABLE_COST * ((1 << 16) + h2.HPACK_TABLE)
+    assert 0 < len(followed) <= limit // per_conn < 40
+    assert pipe.tracker.budget.held <= limit
     assert pipe.telemetry.evictions[Table.REASSEMBLY] > 0
     pipe.close()
     assert pipe.tracker.budget.held == 0
