@@ -16,7 +16,9 @@ Decisions (compared with tshark 4.0):
 - VXLAN flags and Geneve/GRE reserved bits are not checked (tshark decodes the payload
   regardless, and so must we: a flag must not be a way to hide the inner packet).
 - MPLS: after the bottom-of-stack label the first nibble decides, 4 IPv4, 6 IPv6 (tshark's
-  guess); anything else (pseudowires) carries no IP we read.
+  guess), 0 an Ethernet pseudowire behind its 4-byte control word (RFC 4385; tshark asks
+  for a decode-as); anything else (a PW associated channel, a pseudowire without a control
+  word) carries no IP we read. MPLS has no carrier flow of its own.
 - Teredo (RFC 4380): the authentication and origin-indication headers are skipped.
 - GRE: version 0 (RFC 2784/2890: checksum, key, sequence; RFC 1701 routing) and version 1
   (PPTP, RFC 2637: key = payload length + call id, optional sequence and ack); protocol
@@ -254,5 +256,7 @@ def _mpls(data: bytes, ts: float, parent: Encap | None):
                 return packet._ipv4(data, off, ts), hop
             if nibble == 6:
                 return packet._ipv6(data, off, ts), hop
-            return None, hop           # a pseudowire or other payload: no IP to read
+            if nibble == 0:            # an Ethernet pseudowire's control word (RFC 4385 s3)
+                return packet.ethernet(data, off + 4, ts), hop
+            return None, hop           # a PW associated channel (1) or another payload
     return _TUNNEL, None

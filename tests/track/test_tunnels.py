@@ -300,3 +300,12 @@ def test_a_first_datagram_from_port_53_does_not_make_the_carrier_dns():
     (carrier,) = _udp_carriers(rec)
     assert (carrier.client_port, carrier.c_packets) == (53, 4) and carrier.app_protocol != "dns"
     assert pipe.telemetry.malformed[Layer.DNS] == 0 and rec.of(DnsQuery) == []
+
+
+def test_an_ethernet_pseudowire_behind_its_control_word_is_opened():
+    # MPLS has no carrier flow: what a pseudowire carries must be read, or it is invisible.
+    pkt = Ether(type=0x8847) / MPLS(label=299, s=1) / b"\x00\x00\x00\x01" / Ether() / IP(
+        src=POD, dst=EVIL) / TCP(sport=40000, dport=443, flags="S")
+    _, rec = run([pkt], node_networks=["10.244.0.0/16"])
+    (f,) = flows(rec)
+    assert (f.server_ip, f.server_port, f.tunnel.kind, f.tunnel.ident) == (EVIL, 443, "mpls", 299)
