@@ -5,7 +5,9 @@ Keyed by (client, answered IP), because two clients of one node may resolve the 
 address under different names, and the name that matters is the one *this* client asked
 for. Entries are usable for max(TTL, `min_ttl`) seconds: clients routinely connect a moment
 after a TTL-0 answer. Both tables are LRU-capped; evictions are counted per table so a
-flood shows up in `table_evictions_total` instead of in memory.
+flood shows up in `table_evictions_total` instead of in memory. The name cache is capped in
+bytes too: an entry holds a CNAME chain of up to 16 names of up to 253 characters (a tunnel's
+scope lengthens the client key), so 100,000 crafted entries would hold ~500 MiB.
 """
 from __future__ import annotations
 
@@ -14,11 +16,23 @@ from collections import OrderedDict
 from auditor.telemetry import Table, Telemetry
 
 
-class NameCache:
-    """(client ip, answered ip) -> (queried name, full chain, expiry, from a trusted resolver)."""
+ENTRY_OVERHEAD = 150        # bytes of objects per entry besides its strings (tuples, dict slot)
+MAX_BYTES = 32 << 20        # ~6x what 100,000 ordinary entries take (~250 bytes each)
 
-    def __init__(self, max_entries: int, telemetry: Telemetry, min_ttl: float = 30.0):
+
+def _size(key: tuple[str, str], chain: tuple[str, ...]) -> int:
+    return ENTRY_OVERHEAD + len(key[0]) + len(key[1]) + sum(map(len, chain))
+
+
+class NameCache:
+    """(client ip, answered ip) -> (queried name, full chain, expiry, from a trusted resolver).
+    At most `max_entries` entries and `max_bytes` of them (`_size`), least recent out first."""
+
+    def __init__(self, max_entries: int, telemetry: Telemetry, min_ttl: float = 30.0,
+                 max_bytes: int = MAX_BYTES):
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self.min_ttl = min_ttl
         self._telemetry = telemetry
         self._entries: OrderedDict[tuple[str, str], tuple[str, tuple[str, ...], float, bool]] = OrderedDict()
@@ -31,13 +45,19 @@ class NameCache:
         entries = self._entries
         for ip, chain in chains.items():
             key = (client, ip)
+            old = entries.get(key)
+            if old is not None:
+                self.bytes -= _size(key, old[1])
             entries[key] = (chain[0], chain, now + max(ttls.get(ip, 0), self.min_ttl), trusted)
             entries.move_to_end(key)
-        overflow = len(entries) - self.max_entries
-        if overflow > 0:
-            for _ in range(overflow):
-                entries.popitem(last=False)
-            self._telemetry.evicted(Table.DNS_CACHE, overflow)
+            self.bytes += _size(key, chain)
+        evicted = 0
+        while entries and (len(entries) > self.max_entries or self.bytes > self.max_bytes):
+            key, value = entries.popitem(last=False)
+            self.bytes -= _size(key, value[1])
+            evicted += 1
+        if evicted:
+            self._telemetry.evicted(Table.DNS_CACHE, evicted)
 
     def lookup(self, client: str, ip: str, now: float) -> tuple[str, tuple[str, ...], bool] | None:
         """The most recent unexpired answer naming `ip` for `client` (queried name, chain,
@@ -50,9 +70,10 @@ class NameCache:
     def expire(self, now: float) -> None:
         # Entries are in learn order, not expiry order (TTLs differ); a full pass is cheap
         # relative to how rarely the pipeline calls it.
-        dead = [k for k, v in self._entries.items() if v[2] < now]
-        for k in dead:
+        dead = [(k, v) for k, v in self._entries.items() if v[2] < now]
+        for k, v in dead:
             del self._entries[k]
+            self.bytes -= _size(k, v[1])
 
 
 class PendingQueries:

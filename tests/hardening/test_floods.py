@@ -196,3 +196,23 @@ def test_600k_tiny_udp_flows_and_200k_name_dns_flood_with_default_caps(work):
     assert run.metric("egress_auditor_table_evictions_total", table="detector_state") > 0
     print(f"dns flood {names:,} names: peak RSS {run.peak_rss_mib:.0f} MiB, {pps(run, n):,.0f} packets/s")
     assert run.peak_rss_mib < ABSOLUTE
+
+
+def test_long_cname_chains_cannot_grow_the_name_cache_past_its_byte_cap():
+    # 16-name chains of 250-character names: 65,536 such entries held 329 MiB under the
+    # entry cap alone (the sidecar's memory limit is 384 MiB). Capped in bytes too, least
+    # recent out first, every eviction counted.
+    from auditor.telemetry import Table, Telemetry
+    from auditor.track import names
+    tel = Telemetry()
+    cache = names.NameCache(100_000, tel, max_bytes=1 << 20)
+    for i in range(2_000):
+        chain = tuple(f"{i:08d}{'x' * 230}.ex{k:02d}.com" for k in range(16))
+        cache.learn("10.0.0.5", {f"198.51.{i // 256}.{i % 256}": chain}, {}, 0.0)
+        assert cache.bytes <= 1 << 20
+    assert 0 < len(cache) < 2_000 and tel.evictions[Table.DNS_CACHE] == 2_000 - len(cache)
+    newest = cache.lookup("10.0.0.5", "198.51.7.207", 1.0)        # i = 1999: kept
+    assert newest is not None and newest[0].startswith("00001999")
+    assert cache.lookup("10.0.0.5", "198.51.0.0", 1.0) is None      # i = 0: evicted
+    cache.expire(10_000.0)
+    assert len(cache) == 0 and cache.bytes == 0
