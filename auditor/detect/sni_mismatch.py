@@ -15,12 +15,16 @@ resolved before the capture started or via a cache the auditor cannot see, while
 client resolved an unrelated tenant to the same edge. Hence medium severity, and the
 evidence says whether the SNI name was resolved to other addresses (CDN rotation) or never.
 SOCKS flows are left out: their address is the proxy's, the SNI is for the target behind it.
+Through an HTTP CONNECT (the one flow with both a Host and an SNI) the SNI is compared with
+the CONNECT target instead, by registered domain: `CONNECT pypi.org` carrying a ClientHello
+for another site is fronting through the proxy (the proxy's own name, what DNS resolved, is
+never the SNI's business).
 """
 from __future__ import annotations
 
 from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
 from auditor.events import DnsAnswered, FlowNamed
-from auditor.hostnames import normalise, registered_domain
+from auditor.hostnames import http_host, normalise, registered_domain
 
 NAMES_PER_IP = 32
 
@@ -33,6 +37,7 @@ class SniMismatchEvidence(Evidence):
     sni_resolved_elsewhere: bool
     transport: str
     port: int
+    connect_host: str | None = None
 
 
 class SniMismatch(Detector):
@@ -68,6 +73,11 @@ class SniMismatch(Detector):
         # proxy's address, and it names nothing the policy accepts (name source `socks`).
         if not flow.egress or not sni or flow.socks is not None:
             return
+        if flow.http_host is not None:
+            host = http_host(flow.http_host)        # the CONNECT target without its port
+            if host is not None:
+                self._through_connect(flow, sni, host)
+            return
         ip = flow.server_ip + flow.name_scope
         names = self.by_ip.get(ip)
         if not names:
@@ -86,5 +96,20 @@ class SniMismatch(Detector):
             "sni_resolved_elsewhere": sni + flow.name_scope in self.resolved,
             "transport": flow.transport,
             "port": flow.server_port,
+        }
+        self.fire(flow.last, "medium", flow.server_ip, evidence, flow, destination_domain=sni)
+
+    def _through_connect(self, flow, sni: str, host: str) -> None:
+        if sni == host or registered_domain(sni) == registered_domain(host):
+            return
+        evidence = {
+            "client": flow.client_ip,
+            "sni": sni,
+            "resolved_names": [],
+            "resolved_name_count": 0,
+            "sni_resolved_elsewhere": sni + flow.name_scope in self.resolved,
+            "transport": flow.transport,
+            "port": flow.server_port,
+            "connect_host": host,
         }
         self.fire(flow.last, "medium", flow.server_ip, evidence, flow, destination_domain=sni)

@@ -57,3 +57,23 @@ def test_state_is_capped_and_evictions_counted():
     found, ev = detect(pk, only="sni_mismatch", detectors={"max_keys": 2})
     assert [f.key for f in found] == ["93.184.216.13"]
     assert ev["detector_state"] >= 2
+
+
+PROXY = "198.51.100.8"
+
+
+def _connect(host: str, sni: str, sport: int) -> list:
+    head = f"CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n".encode()
+    return tcp_session(CLIENT, PROXY, sport, 3128, head + tls_hello(sni))
+
+
+def test_through_an_http_connect_the_sni_is_compared_with_the_connect_target():
+    # The proxy's own name is what DNS resolved; the SNI is meant for the CONNECT target,
+    # so a matching pair is no mismatch, and one that differs is (fronting through a proxy).
+    pk = resolve("proxy.corp.example", PROXY, 1)
+    pk += _connect("pypi.org", "pypi.org", 40010)
+    assert detect(pk, only="sni_mismatch")[0] == []
+    pk += _connect("pypi.org", "evil.example", 40011)
+    found, _ = detect(pk, only="sni_mismatch")
+    assert [(f.key, f.destination_domain, f.evidence["connect_host"]) for f in found] == [
+        (PROXY, "evil.example", "pypi.org")]
