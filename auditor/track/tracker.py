@@ -114,7 +114,7 @@ class Tracker:
         payload = pkt.payload
         if payload:
             if (flow.server_port == DNS_PORT or flow.client_port == DNS_PORT) \
-                    and flow.key[2] != ANY_PORT:
+                    and not flow.carrier:
                 # (A tunnel carrier's client port is the first datagram's entropy port: a
                 # first one from port 53 must not make every later datagram "DNS".)
                 self._dns(flow, pkt, seq, from_client)
@@ -237,9 +237,8 @@ class Tracker:
             if flow is None:
                 flow = self._by_server_key(key)
                 from_client = False
-        if flow is None or not flow.named \
-                or ((flow.server_port == DNS_PORT or flow.client_port == DNS_PORT)
-                    and flow.key[2] != ANY_PORT):
+        # (Every flow found here is a carrier: never DNS, see `packet`.)
+        if flow is None or not flow.named:
             self.packet(pkt)
             return
         self._touch(flow.key)
