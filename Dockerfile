@@ -23,12 +23,21 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# A C compiler for the compiled core (setup.py builds auditor/decode/cpacket.pyx and
+# auditor/sources/cpcap.pyx into our wheel); only this stage has it, nothing of it ships.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md requirements.lock ./
+COPY pyproject.toml setup.py README.md requirements.lock ./
 COPY scripts/build-wheelhouse.sh ./scripts/
 COPY auditor ./auditor
-# Every dependency as a wheel, each file checked against the lock's hashes; plus our wheel.
-RUN bash scripts/build-wheelhouse.sh /wheels
+# Every dependency as a wheel, each file checked against the lock's hashes; plus our wheel,
+# which must hold the compiled core (a pure wheel here would mean the compiler step failed).
+RUN bash scripts/build-wheelhouse.sh /wheels \
+ && python -m zipfile -l /wheels/egress_auditor-*.whl | grep -q "auditor/decode/cpacket.*\.so"
 
 FROM ${PYTHON_IMAGE}
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]

@@ -18,7 +18,7 @@ from pathlib import Path
 # a large environment); the command line uses none. A user who wants them sets the variable.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-from auditor import __version__  # noqa: E402 - after the environment default above
+from auditor import __version__, core  # noqa: E402 - after the environment default above
 from auditor.commands import policy as policy_commands  # noqa: E402
 from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, AuditorError  # noqa: E402
 from auditor.sources.ring import RING_BYTES  # noqa: E402
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="egress-auditor",
         description="Audit a node's real egress traffic against an Azure managed-network allowlist.")
-    parser.add_argument("--version", action="version", version=f"egress-auditor {__version__}")
+    parser.add_argument("--version", action="version", version=f"egress-auditor {__version__} (core: {core.describe()})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     replay = sub.add_parser("replay", help="audit pcap/pcapng files")

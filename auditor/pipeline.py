@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Iterable
 
-from auditor import addresses
+from auditor import addresses, core
 from auditor.addresses import Networks
 from auditor.components import Component, Dispatcher
 from auditor.decode import packet
@@ -21,6 +21,9 @@ from auditor.telemetry import Layer, Telemetry
 from auditor.track.tracker import Limits, Tracker
 
 Frame = tuple[float, int, bytes, int]
+# The compiled twin of `feed` (cpipeline.pyx: this loop plus the tracker's known-flow fast
+# path in C), when it was built; `feed` below is its reference.
+_compiled = core.compiled("cpipeline")
 PLATFORM_RESOLVER = "168.63.129.16"     # Azure DNS, always trusted
 
 
@@ -58,6 +61,8 @@ class Pipeline:
         The packet count is published per packet; every `check_every` packets (and on every
         None from the source) the capture time is too, `on_check` runs (progress, drop
         counters, signals) and the stop flag is honoured."""
+        if _compiled is not None:
+            return _compiled.feed(self, frames, check_every, on_check)
         decode, Packet, Fragment, Tunnel = (packet.decode, packet.Packet, packet.Fragment,
                                             packet.Tunnel)
         track, fragment, tunnel = self.tracker.packet, self.tracker.fragment, self.tracker.tunnel

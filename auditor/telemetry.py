@@ -50,6 +50,7 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.packets = 0
+        self.fast_path_packets = 0      # of those, counted by the compiled known-flow fast path
         self.capture_dropped = 0
         self.first_packet_ts: float | None = None
         self.last_packet_ts = 0.0

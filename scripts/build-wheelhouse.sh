@@ -34,7 +34,13 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep '^PIP_' || true)
 export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip download --quiet --require-hashes --no-deps --only-binary=:all: \
     "${target[@]}" --dest "$out" -r requirements.lock
-python3 -m pip wheel --quiet --no-deps --wheel-dir "$out" .
+# Our wheel: with the compiled core for this Python (setup.py; needs a C compiler, else it is
+# pure Python with a notice); for another Python, pure (the compiled part would not load there).
+if [ ${#target[@]} -gt 0 ]; then
+  EGRESS_AUDITOR_NO_COMPILE=1 python3 -m pip wheel --quiet --no-deps --wheel-dir "$out" .
+else
+  python3 -m pip wheel --quiet --no-deps --wheel-dir "$out" .
+fi
 cp requirements.lock "$out/requirements.lock"
 (cd "$out" && sha256sum ./*.whl requirements.lock > SHA256SUMS)
 echo "wheelhouse $out: $(find "$out" -name '*.whl' | wc -l) wheels, $(du -sh "$out" | cut -f1)"

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 
-from auditor import assemble
+from auditor import assemble, core
 from auditor.commands.inputs import settings_from_args
 from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, PolicyError
 from auditor.lifecycle import OnSignal, StopOnSignal, serve_metrics
@@ -114,8 +114,8 @@ def main(args) -> int:
     if capture.ring_error:
         print(f"egress-auditor: notice: {args.interface}: no receive ring ({capture.ring_error}); "
               f"reading one packet per system call", file=sys.stderr)
-    print(f"egress-auditor: capturing on {args.interface} ({capture.reader}), metrics on "
-          f":{port}/metrics", file=sys.stderr)
+    print(f"egress-auditor: capturing on {args.interface} ({capture.reader}, "
+          f"{core.describe()} core), metrics on :{port}/metrics", file=sys.stderr)
     try:
         # The source yields None at least every 0.5 s, so signals, counters and timers are
         # looked at that often whatever the rate; between those, every 1,024 packets.

@@ -159,7 +159,7 @@ def _open(t: Tunnel, parent: Encap | None):
                 hop = _VXLAN_HOPS[vkey] = _hop("vxlan", int.from_bytes(vkey[0], "big"), t.src,
                                                t.dst, parent)
             if len(data) >= 22 and data[20] == 8 and data[21] == 0:   # the usual: IPv4
-                return packet._ipv4(data, 22, ts), hop
+                return packet.ipv4(data, 22, ts), hop
             return packet.ethernet(data, 8, ts), hop
         if kind == "geneve":
             if len(data) < 8:
@@ -174,9 +174,9 @@ def _open(t: Tunnel, parent: Encap | None):
         return None, None              # the port set changed under us: nothing to open
     hop_kind = _KIND_BY_PROTO[proto]
     if proto == 4:
-        return packet._ipv4(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
+        return packet.ipv4(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
     if proto == 41:
-        return packet._ipv6(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
+        return packet.ipv6(data, 0, ts), _hop(hop_kind, None, t.src, t.dst, parent)
     return _gre(t, data, ts, parent)
 
 
@@ -237,7 +237,7 @@ def _teredo(data: bytes, ts: float):
         off += 8
     if len(data) < off + 40:
         return _TUNNEL
-    return packet._ipv6(data, off, ts)
+    return packet.ipv6(data, off, ts)
 
 
 def _mpls(data: bytes, ts: float, parent: Encap | None):
@@ -253,9 +253,9 @@ def _mpls(data: bytes, ts: float, parent: Encap | None):
                 return _TUNNEL, None
             nibble = data[off] >> 4
             if nibble == 4:
-                return packet._ipv4(data, off, ts), hop
+                return packet.ipv4(data, off, ts), hop
             if nibble == 6:
-                return packet._ipv6(data, off, ts), hop
+                return packet.ipv6(data, off, ts), hop
             if nibble == 0:            # an Ethernet pseudowire's control word (RFC 4385 s3)
                 return packet.ethernet(data, off + 4, ts), hop
             return None, hop           # a PW associated channel (1) or another payload

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TextIO
 
+from auditor import core
 from auditor.components import Component
 from auditor.events import DnsAnswered, Finding, FlowEnded, Violation
 from auditor.telemetry import Telemetry
@@ -93,6 +94,8 @@ class Summary(Component):
         if t.first_packet_ts is not None and t.last_packet_ts >= t.first_packet_ts:
             span = f" over {t.last_packet_ts - t.first_packet_ts:,.1f} s of capture"
         rate = f" in {elapsed:.2f} s ({t.packets / elapsed:,.0f} packets/s)" if elapsed else ""
+        if rate and (slow := core.notice()):
+            rate += f" [{slow}]"        # the rate a user sees is the place to say why it is low
         w("\negress-auditor summary\n")
         w(f"  packets        {t.packets:,}{span}{rate}\n")
         if self.policy:

@@ -14,6 +14,7 @@ import os
 import struct
 from typing import Iterator
 
+from auditor import core
 from auditor.decode.packet import LINKTYPES
 from auditor.errors import CaptureFileError
 
@@ -122,7 +123,7 @@ class CaptureFile:
         order, scale, sizes = _PCAP_MAGICS[struct.unpack_from("<I", head)[0]]
         linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF   # top bits: FCS info
         self._check_linktype(linktype)
-        unpack = struct.Struct(order + "IIII").unpack_from
+        little = order == "<"
         rsize = _record_header_size(self._f, order, sizes)
         read = self._f.read
         buf = b""
@@ -137,22 +138,15 @@ class CaptureFile:
                 self.bytes_read += len(chunk)
                 buf = buf[pos:] + chunk if pos < len(buf) else chunk
                 base += pos
-                pos = 0
-                n = len(buf)
-                while pos + rsize <= n:
-                    sec, frac, caplen, wirelen = unpack(buf, pos)
-                    if caplen > MAX_CAPLEN:
-                        self.packets = count
-                        self._warn(f"corrupt record header at offset {base + pos} "
-                                   f"(caplen {caplen} > {MAX_CAPLEN})")
-                        return
-                    start = pos + rsize
-                    end = start + caplen
-                    if end > n:
-                        break
-                    yield (sec * 1_000_000_000 + frac * scale, linktype, buf[start:end], wirelen)
-                    count += 1
-                    pos = end
+                frames, pos, corrupt = records(buf, 0, rsize, little, scale, linktype, MAX_CAPLEN)
+                count += len(frames)    # (`packets` is read only once the file is done)
+                yield from frames
+                if corrupt:
+                    self.packets = count
+                    caplen = struct.unpack_from(order + "I", buf, pos + 8)[0]
+                    self._warn(f"corrupt record header at offset {base + pos} "
+                               f"(caplen {caplen} > {MAX_CAPLEN})")
+                    return
             self.packets = count
             if pos < len(buf):
                 self._warn(f"truncated record at offset {base + pos} "
@@ -258,6 +252,35 @@ class CaptureFile:
                     count += 1
         finally:
             self.packets = count
+
+
+_REC = {True: struct.Struct("<IIII").unpack_from, False: struct.Struct(">IIII").unpack_from}
+
+
+def py_records(buf: bytes, pos: int, rsize: int, little: bool, scale: int, linktype: int,
+               max_caplen: int) -> tuple[list[Frame], int, bool]:
+    """The whole records in buf from pos: (frames, where the first record not read starts,
+    whether that record is corrupt: caplen > max_caplen). The pure-Python twin of
+    `cpcap.records` (compiled when a C compiler was there at install)."""
+    unpack = _REC[little]
+    out: list[Frame] = []
+    append = out.append
+    n = len(buf)
+    while pos + rsize <= n:
+        sec, frac, caplen, wirelen = unpack(buf, pos)
+        if caplen > max_caplen:
+            return out, pos, True
+        start = pos + rsize
+        end = start + caplen
+        if end > n:
+            break
+        append((sec * 1_000_000_000 + frac * scale, linktype, buf[start:end], wirelen))
+        pos = end
+    return out, pos, False
+
+
+_compiled = core.compiled("sources.cpcap")
+records = py_records if _compiled is None else _compiled.records
 
 
 def _record_header_size(f, order: str, sizes: tuple[int, ...]) -> int:
