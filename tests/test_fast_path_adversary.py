@@ -4,7 +4,7 @@ The fast path counts a packet of a known, named flow in C and skips the Python t
 job that could make it take the wrong packets would hide them: a FIN or RST that must end the
 flow, a first client payload that names it, DNS on a carrier, IPv4 options or fragments that
 move the headers, the same 5-tuple inside and outside VXLAN. Hypothesis writes sequences of such
-packets over a few reused 5-tuples (after a DNS answer that names the servers, so the fast
+packets over a few reused 5-tuples, IPv4 and IPv6, (after a DNS answer that names the servers, so the fast
 path is live) and the whole replay must give the same events and metrics under either core.
 The capture is built here with scapy; nothing is stored.
 """
@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
@@ -26,9 +27,9 @@ from tests.test_twins import _same_under_either_core
 
 pytestmark = pytest.mark.skipif(core.compiled("cpipeline") is None, reason="the compiled core is not built")
 
-NODE = "10.0.0.5"
-SERVERS = ["20.1.2.3", "52.4.5.6", "151.101.0.223"]
-NAMES = ["pypi.org", "files.pythonhosted.org", "evil.example"]
+NODE, NODE6 = "10.0.0.5", "fd00::5"
+SERVERS = ["20.1.2.3", "52.4.5.6", "151.101.0.223", "2606:4700::6810:1", "2a04:4e42::223"]
+NAMES = ["pypi.org", "files.pythonhosted.org", "evil.example", "huggingface.co", "cdn.example"]
 
 
 def _client_hello(name: str) -> bytes:
@@ -63,19 +64,38 @@ packet = st.fixed_dictionaries({
 })
 
 
+def _ether():
+    # explicit addresses: scapy would otherwise look up (and wait for) each neighbour
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
+def _ip(src: str, dst: str, options: bool, fragment: int):
+    """IPv4 with options or fragment fields, or IPv6 with a hop-by-hop or fragment header."""
+    if ":" not in src:
+        ip = IP(src=src, dst=dst, options=[IPOption_NOP()] * 4 if options else [])
+        if fragment == 1:
+            ip.flags = "MF"
+        elif fragment == 2:
+            ip.frag = 8
+        return ip
+    ip6 = IPv6(src=src, dst=dst)
+    if options:
+        ip6 = ip6 / IPv6ExtHdrHopByHop()
+    if fragment:
+        ip6 = ip6 / IPv6ExtHdrFragment(m=int(fragment == 1), offset=int(fragment == 2), id=9)
+    return ip6
+
+
 def _frame(p: dict, ts: float):
     server = SERVERS[p["server"]]
-    src, dst = (NODE, server) if p["outbound"] else (server, NODE)
+    node = NODE6 if ":" in server else NODE
+    src, dst = (node, server) if p["outbound"] else (server, node)
     sport, dport = (p["sport"], p["dport"]) if p["outbound"] else (p["dport"], p["sport"])
-    ip = IP(src=src, dst=dst, options=[IPOption_NOP()] * 4 if p["options"] else [])
-    if p["fragment"] == 1:
-        ip.flags = "MF"
-    elif p["fragment"] == 2:
-        ip.frag = 8
+    ip = _ip(src, dst, p["options"], p["fragment"])
     l4 = UDP(sport=sport, dport=dport) if p["udp"] else TCP(sport=sport, dport=dport, flags=p["flags"])
-    inner = Ether() / ip / l4 / Raw(p["payload"])
+    inner = _ether() / ip / l4 / Raw(p["payload"])
     if p["vxlan"]:
-        outer = Ether() / IP(src="10.0.1.1", dst="20.9.0.1") / UDP(sport=50000 + p["server"], dport=4789)
+        outer = _ether() / IP(src="10.0.1.1", dst="20.9.0.1") / UDP(sport=50000 + p["server"], dport=4789)
         inner = outer / VXLAN(vni=100) / inner
     inner.time = ts
     return inner
@@ -84,9 +104,9 @@ def _frame(p: dict, ts: float):
 def _names(ts: float):
     answers = None
     for name, address in zip(NAMES, SERVERS):
-        rr = DNSRR(rrname=name, type="A", ttl=300, rdata=address)
+        rr = DNSRR(rrname=name, type="AAAA" if ":" in address else "A", ttl=300, rdata=address)
         answers = rr if answers is None else answers / rr
-    frame = (Ether() / IP(src="168.63.129.16", dst=NODE) / UDP(sport=53, dport=33333)
+    frame = (_ether() / IP(src="168.63.129.16", dst=NODE) / UDP(sport=53, dport=33333)
              / DNS(id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname=NAMES[0]), an=answers))
     frame.time = ts
     return frame
@@ -110,7 +130,8 @@ def _check(tmp_path, packets):
         frames.append(_frame(p, ts))
     capture = tmp_path / "adversary.pcap"
     wrpcap(str(capture), frames)
-    _same_under_either_core(tmp_path, [capture], "--node-network", "10.0.0.0/16")
+    _same_under_either_core(tmp_path, [capture], "--node-network", "10.0.0.0/16",
+                            "--node-network", "fd00::/8")
     return capture
 
 
@@ -124,6 +145,7 @@ _KNOWN = {"server": 0, "sport": 40000, "dport": 443, "udp": False, "outbound": T
 @example([_KNOWN, dict(_KNOWN, flags="FA"), dict(_KNOWN, flags="FA", outbound=False),
           dict(_KNOWN, gap=12.0)])                                                      # FIN both ways
 @example([dict(_KNOWN, vxlan=True), dict(_KNOWN, vxlan=True, flags="R"), dict(_KNOWN, gap=12.0)])
+@example([dict(_KNOWN, server=3), dict(_KNOWN, server=3, flags="R"), dict(_KNOWN, server=3, gap=12.0)])
 def test_chosen_packets_give_the_same_audit_under_either_core(tmp_path, packets):
     _check(tmp_path, packets)
 
@@ -139,7 +161,8 @@ def test_the_fast_path_is_live_in_these_captures(tmp_path):
     """(Else the comparison above would compare the ordinary path with itself.)"""
     import auditor.telemetry as telemetry
     from auditor import audit
-    capture = _check(tmp_path, [_KNOWN] * 20 + [dict(_KNOWN, vxlan=True)] * 10)
+    capture = _check(tmp_path, [_KNOWN] * 20 + [dict(_KNOWN, vxlan=True)] * 10
+                     + [dict(_KNOWN, server=3)] * 10)
     seen = []
     real_init = telemetry.Telemetry.__init__
 
@@ -148,8 +171,8 @@ def test_the_fast_path_is_live_in_these_captures(tmp_path):
         seen.append(self)
     telemetry.Telemetry.__init__ = spy
     try:
-        audit([capture], {"node_networks": ["10.0.0.0/16"]})
+        audit([capture], {"node_networks": ["10.0.0.0/16", "fd00::/8"]})
     finally:
         telemetry.Telemetry.__init__ = real_init
     [tel] = seen
-    assert tel.fast_path_packets >= 20, (tel.fast_path_packets, tel.packets)
+    assert tel.fast_path_packets >= 30, (tel.fast_path_packets, tel.packets)   # IPv4 and IPv6
