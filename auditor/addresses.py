@@ -29,8 +29,11 @@ def parse(value: str) -> tuple[int, int] | None:
         return 32, int.from_bytes(socket.inet_pton(socket.AF_INET, value), "big")
     except (OSError, ValueError):   # ValueError: an embedded NUL
         pass
+    address, percent, scope = value.partition("%")
+    if percent and (not scope or "%" in scope):   # a zone, if any, is one non-empty name (RFC 4007)
+        return None
     try:
-        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, value.split("%", 1)[0]), "big")
+        return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
     except (OSError, ValueError):
         return None
 

@@ -2,6 +2,7 @@
 `ipaddress` on any address text, including text that is not an address (read from the wire)."""
 import ipaddress
 
+import pytest
 from hypothesis import given, strategies as st
 
 from auditor import addresses
@@ -49,4 +50,11 @@ def test_is_public_agrees_with_ipaddress(value):
 
 @given(addresses_text)
 def test_canonical_agrees_with_ipaddress(value):
+    assert addresses.canonical(value) == reference_canonical(value)
+
+
+@pytest.mark.parametrize("value", ["1::%", "1::%%", "1::%a%b", "fe80::1%", "2001:db8::1%eth0"])
+def test_a_zone_is_one_non_empty_name_as_ipaddress_reads_it(value):
+    """(Found by the property above: "1::%" was taken for a public address.)"""
+    assert addresses.is_public(value) == reference_public(value)
     assert addresses.canonical(value) == reference_canonical(value)
