@@ -236,13 +236,10 @@ def test_largest_timestamps_are_exact_in_both():
 
 # -- the known-flow fast path -----------------------------------------------------------
 
-@pytest.mark.parametrize("name, least", [("pcaps/demo/04-checkpoint-to-blob.pcap", 0.5),
-                                         ("pcaps/tunnels/tunnel-vxlan8472-dns-tls-http.pcap", 0.2)])
-def test_the_fast_path_is_taken_on_the_captures_the_replays_compare(name, least):
-    """(Else the end-to-end comparison below would compare the ordinary path with itself.)"""
-    from auditor import audit
-    from auditor.api import load_settings  # noqa: F401 - the API the users call
+def telemetry_of_audit(capture: Path, node_networks: list[str]):
+    """The `Telemetry` of one in-process audit of `capture` (its fast-path count, its packets)."""
     import auditor.telemetry as telemetry
+    from auditor import audit
     seen = []
     real_init = telemetry.Telemetry.__init__
 
@@ -251,10 +248,18 @@ def test_the_fast_path_is_taken_on_the_captures_the_replays_compare(name, least)
         seen.append(self)
     telemetry.Telemetry.__init__ = spy
     try:
-        audit([ROOT / name], {"node_networks": ["10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12"]})
+        audit([capture], {"node_networks": node_networks})
     finally:
         telemetry.Telemetry.__init__ = real_init
     [tel] = seen
+    return tel
+
+
+@pytest.mark.parametrize("name, least", [("pcaps/demo/04-checkpoint-to-blob.pcap", 0.5),
+                                         ("pcaps/tunnels/tunnel-vxlan8472-dns-tls-http.pcap", 0.2)])
+def test_the_fast_path_is_taken_on_the_captures_the_replays_compare(name, least):
+    """(Else the end-to-end comparison below would compare the ordinary path with itself.)"""
+    tel = telemetry_of_audit(ROOT / name, ["10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12"])
     assert tel.fast_path_packets >= least * tel.packets, (tel.fast_path_packets, tel.packets)
 
 
