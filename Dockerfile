@@ -24,8 +24,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e6468
 
 FROM ${PYTHON_IMAGE} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# A C compiler for the compiled core (setup.py builds auditor/decode/cpacket.pyx and
-# auditor/sources/cpcap.pyx into our wheel); only this stage has it, nothing of it ships.
+# A C compiler for the compiled core (setup.py builds the auditor/**/*.pyx twins into our
+# wheel); only this stage has it, nothing of it ships.
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \

@@ -1,5 +1,5 @@
-"""Builds the compiled decode core (`auditor/decode/cpacket.pyx`, Cython) when a C compiler
-is there. Without a compiler (or without Cython, when build isolation is off) the package
+"""Builds the compiled core (the `auditor/**/*.pyx` twins, Cython) when a C compiler is
+there. Without a compiler (or without Cython, when build isolation is off) the package
 installs as pure Python with a one-line notice (as it does when EGRESS_AUDITOR_NO_COMPILE=1), and `auditor/decode/packet.py` uses the
 pure-Python twin; `egress-auditor --version` and every start-up line say which core runs.
 Everything else about the package is in pyproject.toml."""
@@ -38,7 +38,8 @@ def extensions():
         print(NOTICE.format("Cython is not installed"), file=sys.stderr)
         return []
     return cythonize(["auditor/decode/cpacket.pyx", "auditor/sources/cpcap.pyx",
-                      "auditor/cpipeline.pyx"], quiet=True,
+                      "auditor/cpipeline.pyx", "auditor/decode/cdns.pyx",
+                      "auditor/decode/ctls.pyx"], quiet=True,
                      compiler_directives={"language_level": "3"})
 
 

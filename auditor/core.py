@@ -1,6 +1,7 @@
 """Which implementation of the per-packet core runs: compiled or pure Python.
 
-The hot path has compiled twins (`decode/cpacket.pyx`, `sources/cpcap.pyx`, `cpipeline.pyx`), built by
+The hot path has compiled twins (`decode/cpacket.pyx`, `sources/cpcap.pyx`, `cpipeline.pyx`,
+and the DNS and ClientHello parsers `decode/cdns.pyx`, `decode/ctls.pyx`), built by
 `pip install .` when a C compiler is there (setup.py), each beside the pure-Python code that is
 its reference and gives identical results (tests/test_twins.py). `compiled(name)` imports a
 twin unless it was not built or `EGRESS_AUDITOR_PURE_PYTHON=1` is set; `describe()` says which
@@ -17,7 +18,8 @@ __all__ = ["compiled", "describe", "notice", "PURE_ENV", "TWINS"]
 
 PURE_ENV = "EGRESS_AUDITOR_PURE_PYTHON"
 _FORCED_PURE = os.environ.get(PURE_ENV, "") not in ("", "0")
-TWINS = ("decode.cpacket", "sources.cpcap", "cpipeline")     # every compiled module setup.py builds
+# Every compiled module setup.py builds.
+TWINS = ("decode.cpacket", "sources.cpcap", "cpipeline", "decode.cdns", "decode.ctls")
 _loaded: dict[str, ModuleType | None] = {}
 
 

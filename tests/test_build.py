@@ -43,5 +43,7 @@ def test_the_installed_core_is_compiled_where_ci_requires_it():
         assert core.describe() == "compiled" and core.notice() is None
         assert packet.Packet.__module__ == "auditor.decode.cpacket"
         assert pcap.records.__module__ == "auditor.sources.cpcap"
+        from auditor.decode import dns, tls
+        assert dns.parse is not dns.py_parse and tls.parse_records is not tls.py_parse_records
     else:
         assert core.describe() == "compiled" or core.describe().startswith("pure Python")

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from auditor import core
 from auditor.decode.outcome import MALFORMED, UNDECODABLE, DecodeError, Status
 
 _HEADER = struct.Struct("!HHHHHH")
@@ -396,3 +398,13 @@ def rcode_name(rcode: int) -> str:
     except ValueError:   # out of the 12-bit range
         return f"RCODE{rcode}"
     return f"RCODE{rcode}" if name.isdigit() else name
+
+
+# The compiled twin (`cdns.pyx`) replaces `parse` when it was built; `py_parse` stays the
+# reference it is tested against. The twin is handed this module's classes (`bind`).
+py_parse = parse
+if not TYPE_CHECKING:
+    _compiled = core.compiled("decode.cdns")
+    if _compiled is not None:
+        _compiled.bind(sys.modules[__name__])
+        parse = _compiled.parse

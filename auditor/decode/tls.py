@@ -8,7 +8,11 @@ the only name on the wire, and the one a firewall sees too.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from auditor import core
 from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS, UNDECODABLE, DecodeError, Status
 from auditor.decode.text import wire_text as _text
 
@@ -210,3 +214,13 @@ def _alpn(hs: bytes, start: int, end: int) -> tuple[str, ...]:
         out.append(_text(hs[ps:pe]))
         off = pe
     return tuple(out)
+
+
+# The compiled twin (`ctls.pyx`) replaces both parsers when it was built; the `py_` names stay
+# the reference it is tested against. The twin is handed this module's class (`bind`).
+py_parse_records, py_parse_handshake = parse_records, parse_handshake
+if not TYPE_CHECKING:
+    _compiled = core.compiled("decode.ctls")
+    if _compiled is not None:
+        _compiled.bind(sys.modules[__name__])
+        parse_records, parse_handshake = _compiled.parse_records, _compiled.parse_handshake
