@@ -7,7 +7,8 @@ whose lengths lie. Nothing may raise out of the pipeline, no unit may hit the pi
 internal-error guard (`layer="internal"` would mean a decoder raised), and bad units are
 counted in `packets_malformed_total{layer}`.
 
-Example counts come from the hypothesis profile (tests/conftest.py): ci 2,000 per test;
+Example counts: a quarter of the hypothesis profile's (tests/conftest.py; ci: 500 per test,
+each example a few whole-pipeline flows; the per-decoder property tests run the full 2,000);
 the `-m slow` variants run 100,000 per decoder (the `long` profile).
 """
 from __future__ import annotations
@@ -30,6 +31,9 @@ from tests.hardening.floods import ETH_IN, ETH_OUT, NODE, POLICY, RESOLVER, ipv4
 from tests.util import Recorder
 
 LONG = settings(settings.get_profile("long"))
+# Each example runs several flows through the whole pipeline (~10 ms): a quarter of the
+# profile keeps the default suite within its time, and -m slow runs the long profile.
+PIPELINE_BUDGET = settings(max_examples=max(50, settings.default.max_examples // 4))
 SERVER = bytes([93, 184, 216, 34])
 
 
@@ -127,7 +131,7 @@ BODIES = {"l2_l4": (_l2_l4, st.binary(min_size=14, max_size=200)),
 def _make(name: str, long: bool):
     body, strategy = BODIES[name]
     test = given(strategy)(body)          # a fresh wrapper each time: own settings
-    return pytest.mark.slow(LONG(test)) if long else test
+    return pytest.mark.slow(LONG(test)) if long else PIPELINE_BUDGET(test)
 
 
 test_fuzz_l2_l4 = _make("l2_l4", False)
