@@ -13,7 +13,7 @@ import time
 from auditor import assemble
 from auditor.commands.inputs import open_captures, settings_from_args
 from auditor.errors import EXIT_FAIL_ON, EXIT_INTERRUPTED, EXIT_OK, AuditorError, UsageError
-from auditor.lifecycle import (Progress, StopOnSignal, feed_file, serve_metrics,
+from auditor.lifecycle import (Progress, StopOnSignal, feed_file, serve_metrics, settle_heap,
                                sleep_unless_stopped)
 from auditor.sinks import textfile
 from auditor.sinks.summary import Summary
@@ -45,6 +45,7 @@ class Replay:
         server = (serve_metrics(self.audit.registry, self.settings.metrics_listen, args.metrics_port)
                   if args.metrics_port is not None else None)
         stop = StopOnSignal(pipeline)
+        settle_heap()
         started = time.monotonic()
         output_failed = False
         try:

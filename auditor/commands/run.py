@@ -18,7 +18,7 @@ import urllib.request
 from auditor import assemble, core
 from auditor.commands.inputs import settings_from_args
 from auditor.errors import EXIT_INTERRUPTED, EXIT_OK, PolicyError
-from auditor.lifecycle import OnSignal, StopOnSignal, serve_metrics
+from auditor.lifecycle import OnSignal, StopOnSignal, serve_metrics, settle_heap
 from auditor.settings import DEFAULT_NODE_NETWORKS
 from auditor.sinks.web_config import WebConfig
 from auditor.sources.live import LiveCapture
@@ -116,6 +116,7 @@ def main(args) -> int:
               f"reading one packet per system call", file=sys.stderr)
     print(f"egress-auditor: capturing on {args.interface} ({capture.reader}, "
           f"{core.describe()} core), metrics on :{port}/metrics", file=sys.stderr)
+    settle_heap()
     try:
         # The source yields None at least every 0.5 s, so signals, counters and timers are
         # looked at that often whatever the rate; between those, every 1,024 packets.
