@@ -4,7 +4,7 @@ The fast path counts a packet of a known, named flow in C and skips the Python t
 job that could make it take the wrong packets would hide them: a FIN or RST that must end the
 flow, a first client payload that names it, DNS on a carrier, IPv4 options or fragments that
 move the headers, the same 5-tuple inside and outside VXLAN. Hypothesis writes sequences of such
-packets over a few reused 5-tuples, IPv4 and IPv6, (after a DNS answer that names the servers, so the fast
+packets over a few reused 5-tuples, IPv4 and IPv6, over Ethernet or Linux SLL (after a DNS answer that names the servers, so the fast
 path is live) and the whole replay must give the same events and metrics under either core.
 The capture is built here with scapy; nothing is stored.
 """
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP, IPOption_NOP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import CookedLinux, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 from scapy.utils import wrpcap
@@ -68,6 +68,14 @@ def _ether():
     return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
 
 
+def _link(link: str, outbound: bool):
+    """The capture's own link layer: Ethernet, or Linux cooked capture (`tcpdump -i any`)."""
+    if link == "sll":
+        return CookedLinux(pkttype=4 if outbound else 0, lladdrtype=1, lladdrlen=6,
+                           src=b"\x02\x00\x00\x00\x00\x01\x00\x00")
+    return _ether()
+
+
 def _ip(src: str, dst: str, options: bool, fragment: int):
     """IPv4 with options or fragment fields, or IPv6 with a hop-by-hop or fragment header."""
     if ":" not in src:
@@ -85,34 +93,36 @@ def _ip(src: str, dst: str, options: bool, fragment: int):
     return ip6
 
 
-def _frame(p: dict, ts: float):
+def _frame(p: dict, ts: float, link: str = "ether"):
     server = SERVERS[p["server"]]
     node = NODE6 if ":" in server else NODE
     src, dst = (node, server) if p["outbound"] else (server, node)
     sport, dport = (p["sport"], p["dport"]) if p["outbound"] else (p["dport"], p["sport"])
     ip = _ip(src, dst, p["options"], p["fragment"])
     l4 = UDP(sport=sport, dport=dport) if p["udp"] else TCP(sport=sport, dport=dport, flags=p["flags"])
-    inner = _ether() / ip / l4 / Raw(p["payload"])
     if p["vxlan"]:
-        outer = _ether() / IP(src="10.0.1.1", dst="20.9.0.1") / UDP(sport=50000 + p["server"], dport=4789)
-        inner = outer / VXLAN(vni=100) / inner
+        outer = (_link(link, True) / IP(src="10.0.1.1", dst="20.9.0.1")
+                 / UDP(sport=50000 + p["server"], dport=4789))
+        inner = outer / VXLAN(vni=100) / _ether() / ip / l4 / Raw(p["payload"])
+    else:
+        inner = _link(link, p["outbound"]) / ip / l4 / Raw(p["payload"])
     inner.time = ts
     return inner
 
 
-def _names(ts: float):
+def _names(ts: float, link: str):
     answers = None
     for name, address in zip(NAMES, SERVERS):
         rr = DNSRR(rrname=name, type="AAAA" if ":" in address else "A", ttl=300, rdata=address)
         answers = rr if answers is None else answers / rr
-    frame = (_ether() / IP(src="168.63.129.16", dst=NODE) / UDP(sport=53, dport=33333)
+    frame = (_link(link, False) / IP(src="168.63.129.16", dst=NODE) / UDP(sport=53, dport=33333)
              / DNS(id=7, qr=1, rd=1, ra=1, qd=DNSQR(qname=NAMES[0]), an=answers))
     frame.time = ts
     return frame
 
 
-def _check(tmp_path, packets):
-    frames = [_names(1_000.0)]
+def _check(tmp_path, packets, link: str = "ether"):
+    frames = [_names(1_000.0, link)]
     # a handshake and a ClientHello first on every server, so flows are known and named
     # before the noise (and the fast path takes their packets: asserted below)
     for i in range(len(SERVERS)):
@@ -122,11 +132,11 @@ def _check(tmp_path, packets):
             frames.append(_frame({"server": i, "sport": 40000, "dport": 443, "udp": False,
                                   "outbound": out, "flags": flags, "payload": payload,
                                   "options": False, "fragment": 0, "vxlan": False},
-                                 1_000.1 + len(frames) / 1000))
+                                 1_000.1 + len(frames) / 1000, link))
     ts = 1_001.0
     for p in packets:
         ts += p.get("gap", 0.001)
-        frames.append(_frame(p, ts))
+        frames.append(_frame(p, ts, link))
     capture = tmp_path / "adversary.pcap"
     wrpcap(str(capture), frames)
     _same_under_either_core(tmp_path, [capture], "--node-network", "10.0.0.0/16",
@@ -138,27 +148,36 @@ _KNOWN = {"server": 0, "sport": 40000, "dport": 443, "udp": False, "outbound": T
           "payload": b"x" * 700, "options": False, "fragment": 0, "vxlan": False, "gap": 0.001}
 
 
+# The capture's link type: the fast path parses Ethernet and Linux SLL headers itself.
+links = st.sampled_from(["ether", "ether", "sll"])
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(packet, min_size=1, max_size=40))
-@example([_KNOWN, dict(_KNOWN, flags="R"), dict(_KNOWN, gap=12.0), dict(_KNOWN)])      # RST, linger
+@given(st.lists(packet, min_size=1, max_size=40), links)
+@example([_KNOWN, dict(_KNOWN, flags="R"), dict(_KNOWN, gap=12.0), dict(_KNOWN)], "ether")  # RST
 @example([_KNOWN, dict(_KNOWN, flags="FA"), dict(_KNOWN, flags="FA", outbound=False),
-          dict(_KNOWN, gap=12.0)])                                                      # FIN both ways
-@example([dict(_KNOWN, vxlan=True), dict(_KNOWN, vxlan=True, flags="R"), dict(_KNOWN, gap=12.0)])
-@example([dict(_KNOWN, server=3), dict(_KNOWN, server=3, flags="R"), dict(_KNOWN, server=3, gap=12.0)])
-def test_chosen_packets_give_the_same_audit_under_either_core(tmp_path, packets):
-    _check(tmp_path, packets)
+          dict(_KNOWN, gap=12.0)], "ether")                                           # FIN both ways
+@example([dict(_KNOWN, vxlan=True), dict(_KNOWN, vxlan=True, flags="R"), dict(_KNOWN, gap=12.0)],
+         "ether")
+@example([dict(_KNOWN, server=3), dict(_KNOWN, server=3, flags="R"), dict(_KNOWN, server=3, gap=12.0)],
+         "ether")
+@example([_KNOWN, dict(_KNOWN, flags="R", outbound=False), dict(_KNOWN, vxlan=True),
+          dict(_KNOWN, server=3, flags="FA"), dict(_KNOWN, gap=12.0)], "sll")
+def test_chosen_packets_give_the_same_audit_under_either_core(tmp_path, packets, link):
+    _check(tmp_path, packets, link)
 
 
 @pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(packet, min_size=1, max_size=80))
-def test_chosen_packets_give_the_same_audit_under_either_core_at_length(tmp_path, packets):
-    _check(tmp_path, packets)
+@given(st.lists(packet, min_size=1, max_size=80), links)
+def test_chosen_packets_give_the_same_audit_under_either_core_at_length(tmp_path, packets, link):
+    _check(tmp_path, packets, link)
 
 
-def test_the_fast_path_is_live_in_these_captures(tmp_path):
+@pytest.mark.parametrize("link", ["ether", "sll"])
+def test_the_fast_path_is_live_in_these_captures(tmp_path, link):
     """(Else the comparison above would compare the ordinary path with itself.)"""
     capture = _check(tmp_path, [_KNOWN] * 20 + [dict(_KNOWN, vxlan=True)] * 10
-                     + [dict(_KNOWN, server=3)] * 10)
+                     + [dict(_KNOWN, server=3)] * 10, link)
     tel = telemetry_of_audit(capture, ["10.0.0.0/16", "fd00::/8"])
     assert tel.fast_path_packets >= 30, (tel.fast_path_packets, tel.packets)   # IPv4 and IPv6
