@@ -105,7 +105,9 @@ def suite_captures(directory: Path) -> list[tuple[str, Path]]:
         path = directory / name
         if not path.exists():
             print(f"  generating {path} ...", file=sys.stderr)
-            make(path)
+            part = path.with_name(path.name + ".part")   # an interrupted run leaves no half file
+            make(part)
+            part.rename(path)
         out.append((label, path))
     return out
 
