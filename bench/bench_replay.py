@@ -87,26 +87,33 @@ def have_nfstream() -> bool:
     return subprocess.run([sys.executable, "-c", "import nfstream"], capture_output=True).returncode == 0
 
 
+SUITE = [  # (label, file name, how to make it: a Python expression over `path`)
+    ("mix 1M", "mix1m.pcap", "gen_mix.generate(1_000_000, path)"),
+    ("mix 3M", "mix3m.pcap", "gen_mix.generate(3_000_000, path)"),
+    ("DNS-heavy 1M", "dnsheavy.pcap", "gen_mix.generate(1_000_000, path, names=200_000)"),
+    ("SYN scan 1M", "synscan.pcap", "floods.syn_scan(pathlib.Path(path), 1_000_000)"),
+    ("DNS flood 1M", "dnsflood.pcap", "floods.dns_flood(pathlib.Path(path), 500_000)"),
+]
+
+
 def suite_captures(directory: Path) -> list[tuple[str, Path]]:
-    """(label, path) of the five benchmark captures, generated on first use."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from bench import gen_mix
-    from tests.hardening import floods
+    """(label, path) of the five benchmark captures, generated on first use.
+
+    Each is generated in a child process: generating in this one would leave its memory
+    resident here, and every tool started after it would inherit that resident set at fork
+    and report it as its own peak (ru_maxrss counts the moment before exec).
+    """
+    root = Path(__file__).resolve().parent.parent
     directory.mkdir(parents=True, exist_ok=True)
-    plan = [
-        ("mix 1M", "mix1m.pcap", lambda p: gen_mix.generate(1_000_000, str(p))),
-        ("mix 3M", "mix3m.pcap", lambda p: gen_mix.generate(3_000_000, str(p))),
-        ("DNS-heavy 1M", "dnsheavy.pcap", lambda p: gen_mix.generate(1_000_000, str(p), names=200_000)),
-        ("SYN scan 1M", "synscan.pcap", lambda p: floods.syn_scan(p, 1_000_000)),
-        ("DNS flood 1M", "dnsflood.pcap", lambda p: floods.dns_flood(p, 500_000)),
-    ]
     out = []
-    for label, name, make in plan:
+    for label, name, make in SUITE:
         path = directory / name
         if not path.exists():
             print(f"  generating {path} ...", file=sys.stderr)
             part = path.with_name(path.name + ".part")   # an interrupted run leaves no half file
-            make(part)
+            code = ("import pathlib, sys; sys.path.insert(0, sys.argv[1]); from bench import gen_mix; "
+                    f"from tests.hardening import floods; path = sys.argv[2]; {make}")
+            subprocess.run([sys.executable, "-c", code, str(root), str(part)], check=True)
             part.rename(path)
         out.append((label, path))
     return out
