@@ -7,8 +7,8 @@ whose lengths lie. Nothing may raise out of the pipeline, no unit may hit the pi
 internal-error guard (`layer="internal"` would mean a decoder raised), and bad units are
 counted in `packets_malformed_total{layer}`.
 
-Example counts: a quarter of the hypothesis profile's (tests/conftest.py; ci: 500 per test,
-each example a few whole-pipeline flows; the per-decoder property tests run the full 2,000);
+Example counts: a quarter of the hypothesis profile's (tests/conftest.py; ci: 250 per test,
+each example a few whole-pipeline flows; the per-decoder property tests run the full 1,000);
 the `-m slow` variants run 100,000 per decoder (the `long` profile).
 """
 from __future__ import annotations
