@@ -16,6 +16,8 @@ import zipfile
 
 import pytest
 
+from auditor import core
+
 from .helpers import DEMO, DOCKERFILE, ROOT, free_port, run, tool
 
 TEXT = DOCKERFILE.read_text()
@@ -112,8 +114,16 @@ def test_the_build_stage_makes_the_locked_wheelhouse_and_a_complete_wheel(tmp_pa
     names = zipfile.ZipFile(wheel).namelist()
     assert "auditor/cli.py" in names
     # the compiled core is built into the wheel (this machine has a C compiler, as the stage has)
-    assert any(n.startswith("auditor/decode/cpacket.") and n.endswith(".so") for n in names)
-    assert any(n.startswith("auditor/sources/cpcap.") and n.endswith(".so") for n in names)
+    for twin in core.TWINS:
+        assert any(n.startswith(f"auditor/{twin.replace('.', '/')}.") and n.endswith(".so")
+                   for n in names), twin
+    # ... and the image's own check counts exactly those (RUN ... | grep -cE ... -eq N)
+    [line] = [x for x in TEXT.splitlines() if "zipfile -l" in x]
+    counted = re.findall(r"grep -cE '(.+)'\)\" -eq (\d+)$", line)
+    assert counted and int(counted[0][1]) == len(core.TWINS), line
+    listing = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True,
+                             text=True, check=True).stdout
+    assert len(re.findall(counted[0][0], listing, re.M)) == len(core.TWINS), listing
     assert any(n.startswith("auditor/data/servicetags/ServiceTags_Public_") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "egress-auditor = auditor.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
