@@ -12,7 +12,6 @@ from typing import Callable
 
 from auditor.errors import OutputError
 from auditor.pipeline import Pipeline
-from auditor.sinks.exporter import serve
 from auditor.sinks.web_config import WebConfig
 from auditor.telemetry import Layer
 from auditor.terminal import printable
@@ -82,6 +81,7 @@ def serve_metrics(registry, listen: str, port: int | None, web_config: WebConfig
     if port is None:
         return None
     host = listen.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+    from auditor.sinks.exporter import serve   # here: http.server is ~9 ms a replay rarely needs
     try:
         return serve(registry, host, port, web_config=web_config)
     except OSError as exc:
