@@ -17,8 +17,8 @@ from hypothesis import given, settings, strategies as st
 
 from auditor.decode import dns, pypacket, tls
 from auditor.sources import pcap
-from tests.property.test_app_decoders_props import (dns_budget, dns_wires, hellos, mutated,
-                                                    records)
+from tests.property.test_app_decoders_props import (_vec, dns_budget, dns_wires, hellos,
+                                                    mutated, records)
 from tests.test_twins import CAPTURES
 
 if dns.parse is dns.py_parse or tls.parse_records is tls.py_parse_records:
@@ -127,10 +127,6 @@ def test_hellos_split_and_cut_parse_the_same(hs, size, cut):
         assert_same(payload)
 
 
-def _vec(b: bytes, n: int) -> bytes:
-    return len(b).to_bytes(n, "big") + b
-
-
 _u16s = st.lists(st.integers(0, 0xFFFF), max_size=6).map(lambda v: b"".join(x.to_bytes(2, "big") for x in v))
 # Extension bodies, well-formed or a byte off, of every type the parser reads (and others).
 _extension = st.one_of(
@@ -183,10 +179,8 @@ def test_every_input_type_is_accepted_alike():
 
 def hellos_example() -> bytes:
     """A ClientHello handshake message with SNI example.com and ALPN h2."""
-    def vec(b: bytes, n: int) -> bytes:
-        return len(b).to_bytes(n, "big") + b
-    exts = b"\x00\x00" + vec(vec(b"\x00" + vec(b"example.com", 2), 2), 2) \
-        + b"\x00\x10" + vec(vec(vec(b"h2", 1), 2), 2)
-    body = b"\x03\x03" + bytes(32) + vec(b"", 1) + vec(b"\x13\x01", 2) + vec(b"\x00", 1) \
-        + vec(exts, 2)
-    return b"\x01" + vec(body, 3)
+    exts = b"\x00\x00" + _vec(_vec(b"\x00" + _vec(b"example.com", 2), 2), 2) \
+        + b"\x00\x10" + _vec(_vec(_vec(b"h2", 1), 2), 2)
+    body = b"\x03\x03" + bytes(32) + _vec(b"", 1) + _vec(b"\x13\x01", 2) + _vec(b"\x00", 1) \
+        + _vec(exts, 2)
+    return b"\x01" + _vec(body, 3)

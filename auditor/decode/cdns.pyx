@@ -141,7 +141,7 @@ def parse(payload):
     """Decode one DNS message, exactly as `dns.parse` does."""
     cdef bytes data = payload if type(payload) is bytes else bytes(payload)
     cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), off = 12, end, p
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), off = 12, end
     cdef unsigned int flags, qd, an, rtype, rclass, rdlen, k
     cdef unsigned long ttl
     cdef bint truncated, cut = False
