@@ -43,6 +43,7 @@ class Table(str, enum.Enum):
     DETECTOR_STATE = "detector_state"
     ATTRIBUTION = "attribution"
     VERDICT_CACHE = "verdict_cache"
+    FINGERPRINTS = "fingerprints"  # JA4 of recent ClientHellos
 
 
 class Telemetry:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
+from typing import Callable
+
 from auditor.decode.tls import ClientHello
 
 _VERSIONS = {0x0304: "13", 0x0303: "12", 0x0302: "11", 0x0301: "10", 0x0300: "s3",
@@ -61,6 +63,48 @@ def ja4(hello: ClientHello, transport: str = "t") -> str:
     else:
         c = "000000000000"
     return f"{a}_{b}_{c}"
+
+
+# A node runs a handful of TLS stacks, so the same few hellos come up for nearly every flow;
+# a fingerprint costs ~17 us to compute and ~0.3 us to look up.
+FINGERPRINT_CACHE = 512
+# A hello listing more values than this (ciphers, extensions, signature algorithms and
+# versions together; a browser's lists ~60) is fingerprinted but not kept, so the cache
+# stays within FINGERPRINT_CACHE x this many values whatever clients send.
+MAX_CACHED_VALUES = 128
+
+
+class Fingerprints:
+    """`ja4` with a capped cache keyed by everything JA4 reads from the hello (so a hit is
+    the fingerprint the hello would get anyway). Oldest out first when full; each eviction
+    is reported through `on_evict` (`table_evictions_total{table="fingerprints"}`), so a
+    job sending ever-new hellos shows up there and costs one lookup per hello."""
+
+    def __init__(self, on_evict: Callable[[int], None] | None = None,
+                 max_entries: int = FINGERPRINT_CACHE) -> None:
+        self._known: dict[tuple, str] = {}
+        self._on_evict = on_evict
+        self.max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def ja4(self, hello: ClientHello, transport: str = "t") -> str:
+        key = (transport, hello.version, hello.alpn_first, hello.ciphers, hello.extensions,
+               hello.supported_versions, hello.signature_algorithms)
+        known = self._known
+        fingerprint = known.get(key)
+        if fingerprint is not None:
+            return fingerprint
+        fingerprint = ja4(hello, transport)
+        if (len(hello.ciphers) + len(hello.extensions) + len(hello.supported_versions)
+                + len(hello.signature_algorithms) <= MAX_CACHED_VALUES):   # (ALPN: <= 255 bytes)
+            if len(known) >= self.max_entries:
+                del known[next(iter(known))]
+                if self._on_evict is not None:
+                    self._on_evict(1)
+            known[key] = fingerprint
+        return fingerprint
 
 
 def tls_version(hello: ClientHello) -> str | None:

@@ -28,10 +28,12 @@ ECS_VERSION = "9.4.0"
 # Elastic's detection-rule convention: one number for severity and risk score per level.
 SEVERITY = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 _ICMP = (1, 58)
+_DATASETS = {a: f"egress_auditor.{a}" for a in ("flow", "violation", "dns", "finding")}
 _SOCKS_COMMANDS = {1: "connect", 2: "bind", 3: "udp_associate"}
 
 
 _SECOND: list = [None, ""]      # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): one entry
+_LAST: list = [None, ""]        # (timestamp, its text): start, end and @timestamp often agree
 
 
 def _tunnel(encap) -> dict:
@@ -52,6 +54,8 @@ def _tunnel(encap) -> dict:
 def iso(ts: float) -> str:
     """UTC ISO 8601 to the microsecond, rounded as `datetime.fromtimestamp` rounds; the date
     part is formatted once per second (events come in bursts within the same second)."""
+    if ts == _LAST[0]:
+        return _LAST[1]
     frac, whole = math.modf(ts)
     us = round(frac * 1e6)
     if us >= 1_000_000:
@@ -62,7 +66,9 @@ def iso(ts: float) -> str:
         _SECOND[1] = datetime.fromtimestamp(whole, timezone.utc).replace(tzinfo=None) \
             .isoformat(timespec="seconds")
         _SECOND[0] = whole
-    return f"{_SECOND[1]}.{us:06d}Z"
+    text = f"{_SECOND[1]}.{us:06d}Z"
+    _LAST[0], _LAST[1] = ts, text
+    return text
 
 
 class EcsFormatter:
@@ -86,8 +92,7 @@ class EcsFormatter:
             "@timestamp": iso(ts),
             "ecs": {"version": ECS_VERSION},
             "event": {"id": self.ids.event(), "kind": kind, "category": category, "type": etype,
-                      "action": action, "dataset": f"egress_auditor.{action}",
-                      "module": "egress_auditor"},
+                      "action": action, "dataset": _DATASETS[action], "module": "egress_auditor"},
             "observer": self.observer,
         }
         if self.host:
@@ -143,7 +148,7 @@ class EcsFormatter:
         ev = doc["event"]
         ev["start"] = iso(flow.start)
         if action == "flow":
-            ev["end"] = iso(flow.last)
+            ev["end"] = doc["@timestamp"] if ts is None else iso(flow.last)
             ev["duration"] = (flow.last_ns - flow.start_ns if flow.last_ns is not None
                               and flow.start_ns is not None
                               else round((flow.last - flow.start) * 1e9))
@@ -185,14 +190,14 @@ class EcsFormatter:
         if flow.tunnel is not None:
             extra["tunnel"] = _tunnel(flow.tunnel)
         if verdict is not None:
-            ev["reason"] = verdict.reason.value
+            ev["reason"] = reason = verdict.reason.value
             doc["rule"] = {"ruleset": self.ruleset} if self.ruleset else {}
             if verdict.rule:
                 doc["rule"]["name"] = verdict.rule
             if not doc["rule"]:
                 del doc["rule"]
             extra["verdict"] = "allowed" if verdict.allowed else "denied"
-            extra["reason"] = verdict.reason.value
+            extra["reason"] = reason
             extra["rule_type"] = verdict.rule_type
             if self.isolation_mode:
                 extra["isolation_mode"] = self.isolation_mode

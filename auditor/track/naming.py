@@ -117,24 +117,29 @@ def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
     return name, source
 
 
-def _hello(flow: Flow, hello: tls.ClientHello, transport: str) -> None:
+def _hello(flow: Flow, hello: tls.ClientHello, transport: str, fingerprints: ja4.Fingerprints) -> None:
     """What the events record of a ClientHello: version, ALPN, ECH, the JA4 fingerprint."""
     flow.ech, flow.alpn = hello.ech, hello.alpn
     flow.tls_version = ja4.tls_version(hello)
-    flow.ja4 = ja4.ja4(hello, transport)
+    flow.ja4 = fingerprints.ja4(hello, transport)
 
 
 def client_payload(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry,
-                   budget: Budget | None = None) -> bool:
-    """Feed one client->server payload of an unnamed flow; True once the name is settled."""
+                   budget: Budget | None = None,
+                   fingerprints: ja4.Fingerprints | None = None) -> bool:
+    """Feed one client->server payload of an unnamed flow; True once the name is settled.
+    `fingerprints` is the run's JA4 cache (a private one when not given)."""
+    if fingerprints is None:
+        fingerprints = ja4.Fingerprints()
     if flow.proto == TCP:
-        return _tcp(flow, seq, payload, telemetry, budget)
+        return _tcp(flow, seq, payload, telemetry, budget, fingerprints)
     if flow.proto == UDP and payload and payload[0] & 0xC0 == 0xC0:  # QUIC long header
-        return _quic(flow, payload, telemetry)
+        return _quic(flow, payload, telemetry, fingerprints)
     return True
 
 
-def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Budget | None) -> bool:
+def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Budget | None,
+         fingerprints: ja4.Fingerprints) -> bool:
     st = state(flow)
     stream = st.client_stream
     if stream is None:
@@ -143,7 +148,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         return False
     buf = bytes(stream.data)
     if st.tunnel_at:
-        return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
+        return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry, fingerprints)
     if buf[:len(h2.PREFACE)] == h2.PREFACE[:len(buf)]:       # h2c with prior knowledge
         if len(buf) < len(h2.PREFACE):
             return stream.overflowed
@@ -153,11 +158,11 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         flow.app_protocol = "http"
         return False
     if buf[0] in (4, 5):
-        return _socks(flow, buf, stream.overflowed, telemetry)
+        return _socks(flow, buf, stream.overflowed, telemetry, fingerprints)
     if buf[0] == 0x16:
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
-            _hello(flow, hello, "t")
+            _hello(flow, hello, "t", fingerprints)
             flow.sni, flow.app_protocol = hello.sni, "tls"
             return True
         if hello is NEED_MORE and not stream.overflowed:
@@ -171,7 +176,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
-            return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry)
+            return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry, fingerprints)
         if request.h2c_upgrade and b"\r\n\r\n" in buf:
             # HTTP/2 follows the server's 101: followed as h2c with prior knowledge is (DoH
             # inside must not hide behind an upgrade), on a stream of its own from the byte
@@ -196,12 +201,13 @@ def _copy_from(stream: StreamPrefix, offset: int, budget: Budget | None) -> Stre
     return copy
 
 
-def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry) -> bool:
+def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry,
+           fingerprints: ja4.Fingerprints) -> bool:
     request = socks.parse_client(buf)
     if isinstance(request, socks.SocksRequest):
         flow.socks = request
         state(flow).tunnel_at = request.data_at
-        return _tunnel(flow, buf[request.data_at:], overflowed, telemetry)
+        return _tunnel(flow, buf[request.data_at:], overflowed, telemetry, fingerprints)
     if request is NEED_MORE and not overflowed:
         return False
     if request is not NOT_THIS:
@@ -209,7 +215,8 @@ def _socks(flow: Flow, buf: bytes, overflowed: bool, telemetry: Telemetry) -> bo
     return True
 
 
-def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> bool:
+def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry,
+            fingerprints: ja4.Fingerprints) -> bool:
     """Bytes the client sent through an HTTP CONNECT or SOCKS tunnel: look for a ClientHello."""
     if not data:
         return overflowed
@@ -217,7 +224,7 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> 
         return True
     hello = tls.parse_records(data)
     if isinstance(hello, tls.ClientHello):
-        _hello(flow, hello, "t")
+        _hello(flow, hello, "t", fingerprints)
         flow.sni = hello.sni
         if flow.socks is not None:
             flow.app_protocol = "tls"
@@ -229,7 +236,7 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry) -> 
     return True
 
 
-def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry) -> bool:
+def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry, fingerprints: ja4.Fingerprints) -> bool:
     st = state(flow)
     qs = st.quic
     initial = quic.parse_initial(datagram, qs.key_dcid if qs else None)
@@ -247,7 +254,7 @@ def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry) -> bool:
         qs.crypto.add(offset, data)
     hello = tls.parse_handshake(qs.crypto.contiguous())
     if isinstance(hello, tls.ClientHello):
-        _hello(flow, hello, "q")
+        _hello(flow, hello, "q", fingerprints)
         flow.quic_sni = hello.sni
         return True
     if hello is NEED_MORE:

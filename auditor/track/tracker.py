@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from auditor.addresses import Networks, is_loopback_packed
 from auditor.addresses import text as ip_text
 from auditor.components import Dispatcher
+from auditor.decode import ja4
 from auditor.decode.packet import Fragment, Packet, Tunnel, decode_l4, tunnel_port
 from auditor.decode.tunnel import open_one as open_tunnel
 from auditor.events import ConflictingCopies, FlowEnded, FlowNamed, FlowStarted
@@ -54,6 +55,7 @@ class Tracker:
         self.pending = PendingQueries(limits.max_pending_queries, telemetry,
                                       limits.dns_query_timeout)
         self.budget = Budget(limits.max_reassembly_bytes, telemetry)
+        self.fingerprints = ja4.Fingerprints(lambda n: telemetry.evicted(Table.FINGERPRINTS, n))
         self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
                                lambda n: telemetry.evicted(Table.FLOWS, n),
                                node_networks.__contains__)
@@ -121,7 +123,8 @@ class Tracker:
             elif st is not None and st.h2 is not None:
                 self._h2(flow, st, seq, payload, from_client, ts)
             elif from_client and not flow.named:
-                if naming.client_payload(flow, seq, payload, self.telemetry, self.budget):
+                if naming.client_payload(flow, seq, payload, self.telemetry, self.budget,
+                                         self.fingerprints):
                     self._settle(flow)
                     st = flow.track_state       # an h2c upgrade: what followed the head
                     if st is not None and st.h2 is not None:
