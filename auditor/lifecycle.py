@@ -91,7 +91,10 @@ def serve_metrics(registry, listen: str, port: int | None, web_config: WebConfig
 def feed_file(pipeline: Pipeline, capture, frames=None, on_check=None) -> list[str]:
     """Run one capture file through the pipeline; its warnings (already escaped for a
     terminal). Records the reader skipped for an impossible timestamp count as malformed."""
-    pipeline.feed(capture if frames is None else frames, on_check=on_check)
+    if frames is None:
+        pipeline.feed_capture(capture, on_check=on_check)
+    else:
+        pipeline.feed(frames, on_check=on_check)
     pipeline.telemetry.bad(Layer.TIMESTAMP, capture.bad_timestamps)
     return [printable(w) for w in capture.warnings]
 

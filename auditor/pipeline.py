@@ -118,6 +118,15 @@ class Pipeline:
             if n:
                 tel.last_packet_ts = ts
 
+    def feed_capture(self, capture, *, check_every: int = 4096,
+                     on_check: Callable[[Pipeline], None] | None = None) -> None:
+        """`feed(capture)` for a capture file (a `sources.pcap.CaptureFile`). The compiled
+        core reads a classic pcap's records straight from the file's buffers
+        (`cpipeline.feed_pcap`); the effects are the same."""
+        if _compiled is not None and capture.kind == "pcap":
+            return _compiled.feed_pcap(self, capture, check_every, on_check)
+        return self.feed(capture, check_every=check_every, on_check=on_check)
+
     def close(self, reason: str = "end_of_capture") -> None:
         """End every open flow (each becomes a flow event), then close every component
         (one failing never keeps the others from closing). Idempotent."""

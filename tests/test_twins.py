@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from auditor.decode import pypacket
 from auditor.sources import pcap
@@ -261,6 +261,95 @@ def test_the_fast_path_is_taken_on_the_captures_the_replays_compare(name, least)
     """(Else the end-to-end comparison below would compare the ordinary path with itself.)"""
     tel = telemetry_of_audit(ROOT / name, ["10.0.0.0/8", "192.168.0.0/16", "172.16.0.0/12"])
     assert tel.fast_path_packets >= least * tel.packets, (tel.fast_path_packets, tel.packets)
+
+
+# -- reading a classic pcap straight from its buffers ----------------------------------
+
+def _fed(path: Path, how: str, stop_after: int | None = None):
+    """What one in-process audit of `path` ends with, read as `frames` (Pipeline.feed over
+    the file's frames, the reference) or as `buffers` (cpipeline.feed_pcap)."""
+    from auditor import cpipeline  # type: ignore[attr-defined]
+    from auditor.settings import Settings
+    from auditor.telemetry import Telemetry
+    from tests.util import Recorder, pipeline_for
+    rec, tel = Recorder(), Telemetry()
+    pipe = pipeline_for([rec], Settings(node_networks=["10.0.0.0/8", "192.168.0.0/16",
+                                                       "172.16.0.0/12"]), tel)
+    capture = pcap.CaptureFile(path)
+
+    def on_check(p):    # a signal arriving: the stop is honoured at the next check
+        p.stopping = stop_after is not None and tel.packets >= stop_after
+    if how == "frames":
+        pipe.feed(capture, check_every=7, on_check=on_check)
+    else:
+        cpipeline.feed_pcap(pipe, capture, 7, on_check)
+    pipe.close()
+    events = []
+    for ev in rec.events:
+        flow = getattr(ev, "flow", None)
+        events.append((type(ev).__name__, getattr(ev, "ts", None), flow and (
+            flow.key, flow.c_packets, flow.c_bytes, flow.s_packets, flow.s_bytes, flow.domain,
+            flow.name_source, flow.start_ns, flow.last_ns)))
+    return (events, tel.packets, tel.fast_path_packets, tel.last_packet_ts, dict(tel.malformed),
+            capture.warnings, capture._f.closed)
+
+
+def _same_read(path: Path, stop_after: int | None = None):
+    frames, buffers = _fed(path, "frames", stop_after), _fed(path, "buffers", stop_after)
+    assert frames == buffers
+    return buffers
+
+
+_CLASSIC = [p for p in CAPTURES if _magic(p) in pcap._PCAP_MAGICS]
+
+
+@pytest.mark.parametrize("path", _CLASSIC, ids=lambda p: p.name)
+def test_a_classic_pcap_read_from_its_buffers_is_audited_as_its_frames(path):
+    events, packets, _fast, _last, _bad, warnings, closed = _same_read(path)
+    assert closed and (packets or warnings)
+
+
+def test_damage_and_a_stop_end_the_buffered_read_as_they_end_iteration(tmp_path):
+    """A record cut short, a corrupt record length, a stop asked mid-file: the same packets
+    audited, the same warning, the file closed."""
+    raw = (ROOT / "pcaps/demo/04-checkpoint-to-blob.pcap").read_bytes()
+    first_caplen = struct.unpack_from("<I", raw, 24 + 8)[0]
+    fifth = 24
+    for _ in range(4):
+        fifth += 16 + struct.unpack_from("<I", raw, fifth + 8)[0]
+    variants = {
+        "cut-mid-data": raw[:len(raw) // 2],
+        "cut-mid-header": raw[:24 + 16 + first_caplen + 9],
+        "corrupt-caplen": raw[:fifth + 8] + struct.pack("<I", 0x7FFFFFFF) + raw[fifth + 12:],
+        "header-only": raw[:24],
+    }
+    for name, data in variants.items():
+        path = tmp_path / f"{name}.pcap"
+        path.write_bytes(data)
+        *_, warnings, closed = _same_read(path)
+        assert closed and (name == "header-only" or len(warnings) == 1), (name, warnings)
+    events, packets, *_ = _same_read(ROOT / "pcaps/demo/04-checkpoint-to-blob.pcap", stop_after=20)
+    assert 20 <= packets < 28
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
+                          st.integers(0, 80), st.integers(0, 2**32 - 1), st.binary(max_size=80)),
+                max_size=6),
+       st.booleans(), st.sampled_from([0xA1B2C3D4, 0xA1B23C4D]), st.binary(max_size=20))
+def test_random_records_are_audited_alike_from_buffers_and_frames(records, big, magic, tail):
+    """Record headers are chosen by whoever wrote the file: any length, any timestamp, any
+    stated size, garbage after the last record."""
+    import tempfile
+    order = ">" if big else "<"
+    data = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 65535, 1)   # micro or nanoseconds
+    for sec, frac, caplen, wire, body in records:
+        data += struct.pack(order + "IIII", sec, frac, min(caplen, len(body)), wire) \
+            + body[:caplen]
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "random.pcap"
+        path.write_bytes(data + tail)
+        _same_read(path)
 
 
 # -- end to end ------------------------------------------------------------------------

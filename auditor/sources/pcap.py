@@ -10,9 +10,10 @@ and unpacks record headers with precompiled `struct.Struct` straight from the bu
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
-from typing import Iterator
+from typing import Generator, Iterator
 
 from auditor import core
 from auditor.decode.packet import LINKTYPES
@@ -84,10 +85,32 @@ class CaptureFile:
         self._head = head
         self.bytes_read = len(head)
 
+    @property
+    def kind(self) -> str:
+        """"pcap" (classic) or "pcapng"."""
+        return self._kind
+
     def __iter__(self) -> Iterator[Frame]:
         gen = self._pcap() if self._kind == "pcap" else self._pcapng()
-        try:
+        with self._reading():
             yield from gen
+
+    def buffers(self) -> Generator[tuple[bytes, tuple], tuple[int, int, bool], None]:
+        """A classic pcap file a buffer at a time, for a reader that walks the records itself
+        (the compiled pipeline, which so builds no frame for a packet it only counts). Yields
+        `(buf, layout)`: records start at buf[0], `records(buf, 0, *layout)` reads them. Send
+        back what that returns, with the number of records instead of the list: the file's
+        damage is then found and said exactly as when iterating it."""
+        if self._kind != "pcap":
+            raise ValueError(f"{self.name}: buffers() reads classic pcap only")
+        with self._reading():
+            yield from self._pcap_buffers()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Damage found while reading ends the read with a warning, never an exception."""
+        try:
+            yield
         except OSError as e:        # I/O error mid-file: keep what we have, say where
             self._warn(f"read error at offset {self.bytes_read} ({e.strerror or e})")
         except (struct.error, ValueError, IndexError, OverflowError) as e:   # safety net
@@ -119,12 +142,26 @@ class CaptureFile:
 
     # -- classic pcap -------------------------------------------------------------------
     def _pcap(self) -> Iterator[Frame]:
+        buffers = self._pcap_buffers()
+        try:
+            buf, layout = next(buffers)
+            while True:
+                frames, pos, corrupt = records(buf, 0, *layout)
+                yield from frames
+                buf, layout = buffers.send((len(frames), pos, corrupt))
+        except StopIteration:
+            return
+        finally:
+            buffers.close()
+
+    def _pcap_buffers(self) -> Generator[tuple[bytes, tuple], tuple[int, int, bool], None]:
+        """`buffers()`, without the damage handling around it."""
         head = self._head
         order, scale, sizes = _PCAP_MAGICS[struct.unpack_from("<I", head)[0]]
         linktype = struct.unpack_from(order + "I", head, 20)[0] & 0xFFFF   # top bits: FCS info
         self._check_linktype(linktype)
-        little = order == "<"
-        rsize = _record_header_size(self._f, order, sizes)
+        layout = (_record_header_size(self._f, order, sizes), order == "<", scale, linktype,
+                  MAX_CAPLEN)
         read = self._f.read
         buf = b""
         base = 24         # file offset of buf[0]
@@ -138,9 +175,8 @@ class CaptureFile:
                 self.bytes_read += len(chunk)
                 buf = buf[pos:] + chunk if pos < len(buf) else chunk
                 base += pos
-                frames, pos, corrupt = records(buf, 0, rsize, little, scale, linktype, MAX_CAPLEN)
-                count += len(frames)    # (`packets` is read only once the file is done)
-                yield from frames
+                taken, pos, corrupt = yield buf, layout
+                count += taken    # (`packets` is read only once the file is done)
                 if corrupt:
                     self.packets = count
                     caplen = struct.unpack_from(order + "I", buf, pos + 8)[0]
