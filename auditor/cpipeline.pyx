@@ -3,9 +3,10 @@
 
 Most packets of a capture belong to a flow that is already known and named and need nothing
 but its counters moved: this loop reads such a packet's headers straight from the frame
-(Ethernet or Linux SLL, IPv4 or IPv6 without extension headers, TCP without SYN/FIN/RST or
+(Ethernet or Linux SLL, IPv4 or IPv6 without extension headers, TCP without SYN or RST, or
 UDP; or such a packet inside VXLAN, whose carrier flow is counted too), finds its flow in the
-tracker's tables and counts it, without building a `Packet`.
+tracker's tables and counts it (and marks a FIN, as `Tracker._tcp_flags` does), without
+building a `Packet`.
 Every other frame, and any packet of a flow the tracker must look at (a payload that may name
 it, DNS, a watch on retransmissions, an idle sweep due, a tunnel), goes the ordinary way:
 `decode` and the tracker, exactly as in `pipeline.py`. The fast path changes nothing before
@@ -34,7 +35,8 @@ from auditor.telemetry import Layer
 
 ctypedef const unsigned char* buf_t
 
-cdef unsigned int SYN_FIN_RST = 0x07
+cdef unsigned int SYN_RST = 0x06
+cdef unsigned int FIN = 0x01
 cdef object _ANY_PORT = -1
 cdef object _LINK = Layer.LINK
 cdef object _TUNNEL = Layer.TUNNEL
@@ -48,13 +50,14 @@ cdef class Hdr:
     """One parsed IP packet header, as the fast path needs it."""
     cdef object src, dst
     cdef unsigned int proto, sport, dport
+    cdef bint fin                                        # TCP: the FIN flag
     cdef Py_ssize_t ip_len, payload, data_at, data_end   # payload length; where it is
     cdef Py_ssize_t addr_at, addr_len                    # the source address, then the destination
 
 
 cdef bint _parse(buf_t b, Py_ssize_t n, Py_ssize_t off, unsigned int et, Hdr h):
     """IPv4 (no fragment) or IPv6 (no extension header) at b[off:n] carrying TCP without
-    SYN/FIN/RST or UDP, valid as `decode` reads it: fill `h`; else False (the ordinary way)."""
+    SYN/RST or UDP, valid as `decode` reads it: fill `h`; else False (the ordinary way)."""
     cdef unsigned int vihl, ihl, offb, doff, ulen
     cdef Py_ssize_t total, end, stated_end, p
     if et == 0x0800:
@@ -98,10 +101,12 @@ cdef bint _parse(buf_t b, Py_ssize_t n, Py_ssize_t off, unsigned int et, Hdr h):
             return False
         offb = b[p + 12]
         doff = (offb >> 4) << 2
-        if doff < 20 or p + doff > stated_end or b[p + 13] & SYN_FIN_RST:
+        if doff < 20 or p + doff > stated_end or b[p + 13] & SYN_RST:
             return False
+        h.fin = b[p + 13] & FIN
         h.data_at = p + doff
     else:
+        h.fin = False
         if end - p < 8:
             return False
         ulen = _u16(b, p + 4)
@@ -178,7 +183,7 @@ cdef class FastPath:
         return True
 
     cdef int _count(self, object flow, object key, bint from_client, Py_ssize_t ip_len,
-                    object ts, object ts_ns) except -1:
+                    object ts, object ts_ns, bint fin=False) except -1:
         self.touch(key if from_client else flow.key)
         if ts > flow.last:
             flow.last = ts
@@ -186,10 +191,14 @@ cdef class FastPath:
         if from_client:
             flow.c_packets += 1
             flow.c_bytes += ip_len
+            if fin:                         # Tracker._tcp_flags for a FIN
+                flow.fin_c = True
         else:
             flow.s_packets += 1
             flow.s_bytes += ip_len
             flow.server_seen = True
+            if fin:
+                flow.fin_s = True
         return 0
 
     cdef bint take(self, int linktype, object frame, object ts, object ts_ns) except -1:
@@ -261,7 +270,7 @@ cdef class FastPath:
                     # Taken: the carrier, then the inner packet, as Tracker.tunnel does.
                     self.taken += 1
                     self._count(carrier, carrier_key, True, h.ip_len, ts, ts_ns)
-                    self._count(flow, key, inner_from_client, i.ip_len, ts, ts_ns)
+                    self._count(flow, key, inner_from_client, i.ip_len, ts, ts_ns, i.fin)
                     return True
             # The inner packet needs the tracker (a handshake, DNS, a new flow, a fragment):
             # the carrier is still counted here and the inner packet handed over as
@@ -292,7 +301,7 @@ cdef class FastPath:
             return False
         # Taken: from here on, what Tracker.packet does for it.
         self.taken += 1
-        self._count(flow, key, from_client, h.ip_len, ts, ts_ns)
+        self._count(flow, key, from_client, h.ip_len, ts, ts_ns, h.fin)
         return True
 
 

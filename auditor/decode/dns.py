@@ -390,14 +390,22 @@ def type_name(rtype: int) -> str:
     return name
 
 
+_RCODE_NAMES: dict[int, str] = {}
+
+
 def rcode_name(rcode: int) -> str:
     """dnspython's mnemonic for an rcode ("NXDOMAIN"); "RCODEnn" for unassigned values."""
-    import dns.rcode
-    try:
-        name = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
-    except ValueError:   # out of the 12-bit range
-        return f"RCODE{rcode}"
-    return f"RCODE{rcode}" if name.isdigit() else name
+    name = _RCODE_NAMES.get(rcode)
+    if name is None:
+        import dns.rcode
+        try:
+            name = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+        except ValueError:   # out of the 12-bit range
+            name = ""
+        name = f"RCODE{rcode}" if not name or name.isdigit() else name
+        if len(_RCODE_NAMES) < 4096:        # (a message's rcode is 12 bits: 4,096 values)
+            _RCODE_NAMES[rcode] = name
+    return name
 
 
 # The compiled twin (`cdns.pyx`) replaces `parse` when it was built; `py_parse` stays the

@@ -231,6 +231,12 @@ def test_names():
     assert d.type_name(65535) == "TYPE65535" and d.type_name(-1) == "TYPE-1"
     assert d.rcode_name(3) == "NXDOMAIN" and d.rcode_name(0) == "NOERROR"
     assert d.rcode_name(13) == "RCODE13"
+    import dns.rcode
+    for _ in range(2):      # the second time from the memo: still dnspython's names
+        for rcode in range(4096):
+            text = dns.rcode.to_text(rcode)
+            assert d.rcode_name(rcode) == (f"RCODE{rcode}" if text.isdigit() else text)
+    assert d.rcode_name(4096) == "RCODE4096" and d.rcode_name(-1) == "RCODE-1"
     root = _header(an=1) + b"\x00\x00\x02\x00\x01" + b"\x00\x00\x02\x00\x01\x00\x00\x00\x3c" \
         b"\x00\x01\x00"
     m = d.parse(root)
