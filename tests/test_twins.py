@@ -234,6 +234,102 @@ def test_largest_timestamps_are_exact_in_both():
     assert frames[0][0] == 0xFFFFFFFF * 10**9 + 0xFFFFFFFF * 1000
 
 
+# -- pcapng: runs of enhanced packet blocks read by cpcap.epbs ---------------------------
+
+def _read_both(path: Path, monkeypatch):
+    """(frames, warnings) of a pcapng file read with the compiled EPB walk and without it."""
+    out = []
+    for walk in (cpcap.epbs, None):
+        monkeypatch.setattr(pcap, "epbs", walk)
+        cf = pcap.CaptureFile(path)
+        out.append((list(cf), cf.warnings, cf.bad_timestamps))
+    assert out[0] == out[1]
+    return out[0]
+
+
+_PCAPNG = [p for p in CAPTURES if _magic(p) == pcap._SHB]
+
+
+@pytest.mark.parametrize("path", _PCAPNG, ids=lambda p: p.name)
+def test_every_pcapng_capture_reads_the_same_with_the_compiled_walk(path, monkeypatch):
+    frames, warnings, _ = _read_both(path, monkeypatch)
+    assert frames and not warnings
+
+
+def _tsoffset_idb(order: str, lt: int, tsresol: int | None, offset: int | None) -> bytes:
+    from tests.sources.test_pcap import _block
+    opts = b""
+    if tsresol is not None:
+        opts += struct.pack(order + "HH", 9, 1) + bytes([tsresol]) + b"\0\0\0"
+    if offset is not None:
+        opts += struct.pack(order + "HHq", 14, 8, offset)
+    return _block(order, 1, struct.pack(order + "HHI", lt, 0, 0) + opts + b"\0" * 4)
+
+
+_idb_blocks = st.tuples(st.just("idb"), st.sampled_from([1, 101, 113]),
+              # if_tsresol: 10^-n or 2^-n; 0xFF (2^-127) is beyond what the walk computes
+              st.none() | st.sampled_from([0, 3, 6, 9, 10, 12, 19, 0x80 | 10, 0x80 | 30, 0xFF]),
+              # if_tsoffset, seconds: mostly none or small; 4611686018 s is the walk's limit
+              st.none() | st.none() | st.sampled_from([0, 1, -1, 3600, -10**9, 4611686018])
+              | st.sampled_from([4611686019, 2**40, -2**40, 2**62, -2**63]))
+# Weighted towards plain blocks: the first damaged one ends the read.
+_epb_blocks = st.tuples(st.just("epb"), st.sampled_from([0] * 8 + [1, 3]),
+              # realistic micro- and nanosecond counts; both sides of where the compiled walk
+              # stops computing (2^62 ns, at the default microseconds and at nanoseconds); any
+              st.integers(1_700_000_000 * 10**6, 1_800_000_000 * 10**6)
+              | st.integers(1_700_000_000 * 10**6, 1_800_000_000 * 10**6)
+              | st.integers(1_700_000_000 * 10**9, 1_800_000_000 * 10**9)
+              | st.sampled_from([0, 2**62 // 1000 - 1, 2**62 // 1000, 2**62 - 1, 2**62, 2**63])
+              | st.integers(0, 2**64 - 1),
+              st.binary(max_size=40),
+              st.sampled_from(["ok"] * 12 + ["caplen", "trailer", "cut", "short"]),
+              st.sampled_from([1, 4, 31, 32, 64]))
+_spb_blocks = st.tuples(st.just("spb"), st.binary(max_size=20))
+# mostly packet blocks (the walk's work), some interfaces, a simple packet block now and then
+_blocks = st.one_of(_idb_blocks, _epb_blocks, _epb_blocks, _epb_blocks, _spb_blocks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["<", ">"]), _idb_blocks, st.lists(_blocks, max_size=12),
+       st.binary(max_size=24))
+def test_random_pcapng_block_streams_read_the_same_with_the_compiled_walk(order, first, blocks,
+                                                                        junk):
+    """Block lengths, interfaces, resolutions, offsets and timestamps are the file writer's:
+    the compiled walk must stop wherever the Python reader would do anything but read a
+    frame, and hand it that block."""
+    import tempfile
+
+    import _pytest.monkeypatch
+    from tests.sources.test_pcap import _block, _epb, _shb
+    data = _shb(order)
+    for b in [first, *blocks]:
+        if b[0] == "idb":
+            data += _tsoffset_idb(order, *b[1:])
+        elif b[0] == "epb":
+            _k, ifid, ts, body, damage, by = b
+            block = _epb(order, ifid, ts, body)
+            if damage == "caplen":      # a frame running past its block (by the padding or more)
+                block = block[:20] + struct.pack(order + "I", len(body) + by) + block[24:]
+            elif damage == "short":     # a block length too small for an EPB, consistent
+                block = struct.pack(order + "II", 6, 28) + block[8:24] + struct.pack(order + "I", 28)
+            elif damage == "trailer":
+                block = block[:-4] + struct.pack(order + "I", len(block) + 4)
+            elif damage == "cut":
+                block = block[:len(block) // 2]
+            data += block
+        else:
+            data += _block(order, 3, struct.pack(order + "I", len(b[1])) + b[1])
+    data += junk     # whatever follows the last block
+    mp = _pytest.monkeypatch.MonkeyPatch()
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "random.pcapng"
+            path.write_bytes(data)
+            _read_both(path, mp)
+    finally:
+        mp.undo()
+
+
 # -- the known-flow fast path -----------------------------------------------------------
 
 def telemetry_of_audit(capture: Path, node_networks: list[str]):

@@ -6,7 +6,9 @@ A file that is missing or not a capture raises `CaptureFileError` before anythin
 damaged capture yields every readable packet, then stops with ONE warning (file + offset).
 
 Speed: the reader is on the hot path (budget well under 1 us/packet), so it reads large chunks
-and unpacks record headers with precompiled `struct.Struct` straight from the buffer.
+and unpacks record headers with precompiled `struct.Struct` straight from the buffer; with the
+compiled core, classic records and runs of plain pcapng EPBs are walked in C (`cpcap`), and
+everything unusual (other blocks, damage, odd resolutions) is still read here.
 """
 from __future__ import annotations
 
@@ -230,6 +232,14 @@ class CaptureFile:
                     ifaces = []
                 else:
                     btype = u32(buf, pos)[0]
+                    if btype == 6 and epbs is not None:   # the common run, compiled
+                        frames, end = epbs(buf, pos, order == "<", ifaces, _MAX_BLOCK)
+                        if frames:
+                            pos = end
+                            count += len(frames)
+                            last_ts = frames[-1][0]
+                            yield from frames
+                            continue
                 blen = u32(buf, pos + 4)[0]
                 if blen < 12 or blen % 4 or blen > _MAX_BLOCK:
                     self.packets = count
@@ -317,6 +327,9 @@ def py_records(buf: bytes, pos: int, rsize: int, little: bool, scale: int, linkt
 
 _compiled = core.compiled("sources.cpcap")
 records = py_records if _compiled is None else _compiled.records
+# pcapng: runs of plain enhanced packet blocks read in C (`cpcap.epbs`); `_pcapng` reads
+# every block itself without it, and is what the compiled walk is tested against.
+epbs = None if _compiled is None else _compiled.epbs
 
 
 def _record_header_size(f, order: str, sizes: tuple[int, ...]) -> int:
