@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import re
 import socket
 from functools import lru_cache
 from typing import Iterable
@@ -16,6 +17,11 @@ IPV4_LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 # Entries of each lookup cache: ordinary traffic needs a few thousand; a flood of unique
 # addresses churns the LRU instead of growing it (~300 bytes an entry, ~2.5 MiB per cache).
 ADDRESS_CACHE = 8192
+# What an address literal can be spelt with before its zone (`%eth0`). A host name nearly
+# always has another letter: it is then no address without the failed parses (and their
+# exceptions, ~10 us) that `ipaddress` would take to say so, and a flood of unique names does
+# not churn the address caches.
+_ADDRESS_SPELLING = re.compile(r"[0-9A-Fa-f:.]+")
 
 
 def text(packed: bytes) -> str:
@@ -44,7 +50,10 @@ def canonical(value: str) -> str | None:
         socket.inet_pton(socket.AF_INET, value)   # dotted quad, no leading zeros: already
         return value                                # what ipaddress would print
     except (OSError, ValueError, TypeError):
-        return _canonical(value)
+        pass
+    if not isinstance(value, str) or not _ADDRESS_SPELLING.fullmatch(value.partition("%")[0]):
+        return None
+    return _canonical(value)
 
 
 @lru_cache(maxsize=ADDRESS_CACHE)

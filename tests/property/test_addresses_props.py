@@ -40,6 +40,11 @@ addresses_text = (st.ip_addresses().map(str)
                   | st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}")
                   | st.sampled_from(_EDGES)
                   | st.from_regex(r"[0-9a-fA-F:.%]{0,45}", fullmatch=True)
+                  # a zone is any text (`canonical` looks at the spelling before it)
+                  | st.tuples(st.ip_addresses(v=6).map(str), st.text(max_size=8)).map("%".join)
+                  # host names, some spelt only with hex letters and digits (`cafe.de`)
+                  | st.from_regex(r"[a-z0-9-]{1,12}(\.[a-z0-9-]{1,12}){0,3}\.?", fullmatch=True)
+                  | st.from_regex(r"[a-f0-9]{1,8}(\.[a-f0-9]{1,8}){0,4}", fullmatch=True)
                   | st.text(max_size=20))
 
 
