@@ -8,9 +8,10 @@ UDP; or such a packet inside VXLAN, whose carrier flow is counted too), finds it
 tracker's tables and counts it (and marks a FIN, as `Tracker._tcp_flags` does), without
 building a `Packet`.
 Every other frame, and any packet of a flow the tracker must look at (a payload that may name
-it, DNS, a watch on retransmissions, an idle sweep due, a tunnel), goes the ordinary way:
-`decode` and the tracker, exactly as in `pipeline.py`. The fast path changes nothing before
-it has decided to take the packet, so giving up at any point is always safe.
+it, DNS, a watch on retransmissions, an idle sweep due or a time before the last sweep, a
+tunnel), goes the ordinary way: `decode` and the tracker, exactly as in `pipeline.py`. The
+fast path changes nothing before it has decided to take the packet, so giving up at any
+point is always safe.
 
 `feed_pcap` is the same loop over a classic pcap file's records, read in place from the
 file's buffers: a packet the fast path takes then costs no frame tuple and no copy of its
@@ -229,7 +230,7 @@ cdef class FastPath:
             return False
         if not _parse(b, n, off, et, h):
             return False
-        if ts >= self.tracker._next_sweep:
+        if ts >= self.tracker._next_sweep or ts < self.tracker.now:   # (see FlowTable.expire)
             return False
         if h.proto == 17 and (self.tunnel_port[h.dport] or self.tunnel_port[h.sport]):
             # VXLAN to its port from a higher (entropy) port: `Tracker.tunnel` opens it,

@@ -16,7 +16,8 @@ the IP headers state them, so they are the on-wire sizes even when the capture's
 cut the frame. A closed TCP flow (FIN both ways, or RST) lingers briefly so that late ACKs
 do not start phantom flows, and a new SYN on it starts a new flow, as tshark's stream index
 does. The table is an LRU (OrderedDict, most recently active last): idle expiry walks it
-from the front, and when it is full the least recently active flow is evicted and counted.
+from the front (and not again before the soonest flow it passed is due), and when it is full
+the least recently active flow is evicted and counted.
 """
 from __future__ import annotations
 
@@ -63,6 +64,8 @@ class FlowTable:
         self._rev: dict[tuple, Flow] = {}  # server->client key -> flow: one lookup per packet
         self._min_timeout = min(timeouts.tcp_closed, timeouts.udp_idle, timeouts.other_idle,
                                 timeouts.tcp_attempt, timeouts.tcp_idle)
+        # No flow can be due before this capture time: `expire` skips its walk until then.
+        self._quiet_until = float("-inf")
         self.flows_created = 0
 
     def __len__(self) -> int:
@@ -127,12 +130,22 @@ class FlowTable:
 
     def expire(self, now: float) -> None:
         """End flows idle past their timeout. Walks from the least recently active flow and
-        stops at the first one too recent to expire under any timeout."""
+        stops at the first one too recent to expire under any timeout.
+
+        Long-lived quiet flows (keep-alive connections, 300 s) would be walked again at every
+        sweep, once a second; instead the walk notes when the soonest of the flows it passed
+        is due, and the next walks are skipped until then. A flow touched later by a packet
+        no older than `now` is due no sooner than `now + min timeout`, so that bounds it too;
+        a packet older than `now` (a capture whose timestamps step back) calls `wake`."""
+        if now <= self._quiet_until:
+            return
         table, t = self._table, self.timeouts
         horizon = now - self._min_timeout
+        soonest = now + self._min_timeout
         dead = []
         for key, flow in table.items():
             if flow.last > horizon:
+                soonest = min(soonest, flow.last + self._min_timeout)
                 break
             idle = now - flow.last
             if flow.proto == TCP:
@@ -144,10 +157,18 @@ class FlowTable:
                 limit = t.other_idle
             if idle > limit:
                 dead.append(key)
+            elif flow.last + limit < soonest:
+                soonest = flow.last + limit
+        # `idle > limit` is exact where `last + limit` may round: keep a margin of many ulps
+        self._quiet_until = soonest - (abs(soonest) * 1e-12 + 1e-6)
         for key in dead:
             flow = table[key]
             self._remove(flow)
             self._ended(flow, "idle")
+
+    def wake(self) -> None:
+        """A packet older than the last sweep: the next sweep walks (see `expire`)."""
+        self._quiet_until = float("-inf")
 
     def flush(self, reason: str) -> None:
         """End every flow still in the table (end of capture, shutdown)."""

@@ -79,6 +79,8 @@ class Tracker:
         ts = pkt.ts
         if ts >= self._next_sweep:  # expire first, so idle flows leave before any eviction
             self.tick(ts)
+        elif ts < self.now:         # older than the last sweep: its flow may be due sooner
+            self.flows.wake()
         flags = pkt.tcp_flags  # 0 unless TCP
         # Fast path: a known flow and no SYN (a SYN may start a new flow on a closed 5-tuple).
         key: tuple = (pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport)
@@ -214,6 +216,8 @@ class Tracker:
         passes here, so this is the tunnel path's share of the hot path."""
         if pkt.ts >= self._next_sweep:
             self.tick(pkt.ts)       # before the lookups below: expiry must not follow them
+        elif pkt.ts < self.now:
+            self.flows.wake()
         from_client = True
         sport, dport = pkt.sport, pkt.dport
         if pkt.proto == 17 and sport != dport and tunnel_port(sport, dport) == dport:   # to it

@@ -137,6 +137,25 @@ def dns_flood(path: Path, names: int, rate: float = 5_000.0, seed: int = 3,
     return w.count
 
 
+def idle_connections(path: Path, flows: int, ticks: int, seed: int = 5) -> int:
+    """`flows` TCP handshakes (SYN, SYN-ACK) to random public servers within one second, then
+    quiet (established flows idle out after 300 s), then `ticks` packets one second apart on
+    one other flow: each packet is an idle sweep over every quiet flow, unless the table
+    knows that none of them can be due yet (`FlowTable.expire`)."""
+    rng = random.Random(seed)
+    w = PcapWriter(path)
+    t = 1_700_000_000.0
+    for i in range(flows):
+        dst, sport = public_ip(rng), 1024 + i % 60000
+        w.frame(t + i * 1e-5, ETH_OUT + ipv4(NODE, dst, 6, tcp(sport, 443, 0x02, seq=i)))
+        w.frame(t + i * 1e-5, ETH_IN + ipv4(dst, NODE, 6, tcp(443, sport, 0x12, seq=7)))
+    dst = public_ip(rng)
+    for k in range(ticks):
+        w.frame(t + 2 + k, ETH_OUT + ipv4(NODE, dst, 6, tcp(65001, 443, 0x10, seq=k)))
+    w.close()
+    return w.count
+
+
 def reassembly_flood(path: Path, flows: int, segments: int = 16, size: int = 64_000,
                      seed: int = 4) -> int:
     """`flows` TCP connections to port 443 whose first client segment never comes: each then
