@@ -36,7 +36,9 @@ def parse(value: str) -> tuple[int, int] | None:
     except (OSError, ValueError):   # ValueError: an embedded NUL
         pass
     address, percent, scope = value.partition("%")
-    if percent and (not scope or "%" in scope):   # a zone, if any, is one non-empty name (RFC 4007)
+    # a zone, if any, is one non-empty name (RFC 4007), and never holds a "/" (ipaddress
+    # reads that as a prefix length)
+    if percent and (not scope or "%" in scope or "/" in scope):
         return None
     try:
         return 128, int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")

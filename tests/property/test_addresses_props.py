@@ -58,8 +58,10 @@ def test_canonical_agrees_with_ipaddress(value):
     assert addresses.canonical(value) == reference_canonical(value)
 
 
-@pytest.mark.parametrize("value", ["1::%", "1::%%", "1::%a%b", "fe80::1%", "2001:db8::1%eth0"])
+@pytest.mark.parametrize("value", ["1::%", "1::%%", "1::%a%b", "fe80::1%", "2001:db8::1%eth0",
+                                   "::2%/", "2001:db8::1%eth0/64"])
 def test_a_zone_is_one_non_empty_name_as_ipaddress_reads_it(value):
-    """(Found by the property above: "1::%" was taken for a public address.)"""
+    """(Found by the property above: "1::%" was taken for a public address, and so was
+    "::2%/" once zones of any text were drawn.)"""
     assert addresses.is_public(value) == reference_public(value)
     assert addresses.canonical(value) == reference_canonical(value)
