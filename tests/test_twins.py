@@ -299,7 +299,6 @@ def test_random_pcapng_block_streams_read_the_same_with_the_compiled_walk(order,
     frame, and hand it that block."""
     import tempfile
 
-    import _pytest.monkeypatch
     from tests.sources.test_pcap import _block, _epb, _shb
     data = _shb(order)
     for b in [first, *blocks]:
@@ -320,14 +319,10 @@ def test_random_pcapng_block_streams_read_the_same_with_the_compiled_walk(order,
         else:
             data += _block(order, 3, struct.pack(order + "I", len(b[1])) + b[1])
     data += junk     # whatever follows the last block
-    mp = _pytest.monkeypatch.MonkeyPatch()
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            path = Path(d) / "random.pcapng"
-            path.write_bytes(data)
-            _read_both(path, mp)
-    finally:
-        mp.undo()
+    with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "random.pcapng"
+        path.write_bytes(data)
+        _read_both(path, mp)
 
 
 # -- the known-flow fast path -----------------------------------------------------------

@@ -35,6 +35,7 @@ import socket
 import struct
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from auditor import core
@@ -373,39 +374,25 @@ def resolved_chain(msg: DnsMessage) -> dict[str, tuple[str, ...]]:
     return out
 
 
-_TYPE_NAMES: dict[int, str] = {}
-
-
+@lru_cache(maxsize=4096)      # the types in use; a flood of made-up ones cycles it
 def type_name(rtype: int) -> str:
     """dnspython's mnemonic for an RR type ("A", "HTTPS"), "TYPEnnn" when it has none."""
-    name = _TYPE_NAMES.get(rtype)
-    if name is None:
-        import dns.rdatatype
-        try:
-            name = dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
-        except ValueError:   # out of the 16-bit range
-            name = f"TYPE{rtype}"
-        if len(_TYPE_NAMES) < 4096:
-            _TYPE_NAMES[rtype] = name
-    return name
+    import dns.rdatatype
+    try:
+        return dns.rdatatype.to_text(rtype)  # type: ignore[arg-type]
+    except ValueError:   # out of the 16-bit range
+        return f"TYPE{rtype}"
 
 
-_RCODE_NAMES: dict[int, str] = {}
-
-
+@lru_cache(maxsize=4096)      # a message's rcode is 12 bits: every value fits
 def rcode_name(rcode: int) -> str:
     """dnspython's mnemonic for an rcode ("NXDOMAIN"); "RCODEnn" for unassigned values."""
-    name = _RCODE_NAMES.get(rcode)
-    if name is None:
-        import dns.rcode
-        try:
-            name = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
-        except ValueError:   # out of the 12-bit range
-            name = ""
-        name = f"RCODE{rcode}" if not name or name.isdigit() else name
-        if len(_RCODE_NAMES) < 4096:        # (a message's rcode is 12 bits: 4,096 values)
-            _RCODE_NAMES[rcode] = name
-    return name
+    import dns.rcode
+    try:
+        name = dns.rcode.to_text(rcode)  # type: ignore[arg-type]
+    except ValueError:   # out of the 12-bit range
+        return f"RCODE{rcode}"
+    return f"RCODE{rcode}" if name.isdigit() else name
 
 
 # The compiled twin (`cdns.pyx`) replaces `parse` when it was built; `py_parse` stays the

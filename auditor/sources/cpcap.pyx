@@ -41,6 +41,7 @@ def records(bytes buf, Py_ssize_t pos, Py_ssize_t rsize, bint little, int64_t sc
 cdef enum:
     MAX_IFACES = 64
 cdef int64_t EXACT = 1 << 62    # timestamps are computed here only while they stay below this
+# (so every one is within |ts| < 2^63 ns, inside pcap.MIN_NS..MAX_NS: none is a bad timestamp)
 
 
 def epbs(bytes buf, Py_ssize_t pos, bint little, list ifaces, uint32_t max_block):

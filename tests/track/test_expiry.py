@@ -3,6 +3,7 @@ at the very sweep, with the very reason and counts, that a walk at every sweep g
 timestamps the capture holds (a job on the node chooses them, and a pcap may step back)."""
 import struct
 
+import pytest
 from hypothesis import example, given, settings, strategies as st
 from scapy.layers.tls.extensions import ServerName, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
@@ -71,27 +72,27 @@ class _Ends(Component):
                           self.telemetry.packets))
 
 
-def _ended(seq, walk_always: bool, pure: bool, monkeypatch) -> list[tuple]:
-    if pure:          # the pure-Python packet loop instead of the compiled core's
-        monkeypatch.setattr(pipeline_mod, "_compiled", None)
-    if walk_always:   # the reference: every sweep walks, as before the skip existed
-        plain = flows_mod.FlowTable.expire
+def _ended(seq, walk_always: bool, pure: bool) -> list[tuple]:
+    with pytest.MonkeyPatch.context() as mp:
+        if pure:          # the pure-Python packet loop instead of the compiled core's
+            mp.setattr(pipeline_mod, "_compiled", None)
+        if walk_always:   # the reference: every sweep walks, as before the skip existed
+            plain = flows_mod.FlowTable.expire
 
-        def expire(self, now):
-            self._quiet_until = float("-inf")
-            plain(self, now)
-        monkeypatch.setattr(flows_mod.FlowTable, "expire", expire)
-    telemetry = Telemetry()
-    ends = _Ends(telemetry)
-    pipe = pipeline_for([ends], Settings(node_networks=["10.0.0.0/8"]), telemetry)
-    ts, frames = 1_700_000_000.0, []
-    for step, remote, port, kind in seq:
-        ts += step
-        raw = _frame(remote, port, kind)
-        frames.append((ts, 1, raw, len(raw)))
-    pipe.feed(frames)
-    pipe.close()
-    monkeypatch.undo()
+            def expire(self, now):
+                self._quiet_until = float("-inf")
+                plain(self, now)
+            mp.setattr(flows_mod.FlowTable, "expire", expire)
+        telemetry = Telemetry()
+        ends = _Ends(telemetry)
+        pipe = pipeline_for([ends], Settings(node_networks=["10.0.0.0/8"]), telemetry)
+        ts, frames = 1_700_000_000.0, []
+        for step, remote, port, kind in seq:
+            ts += step
+            raw = _frame(remote, port, kind)
+            frames.append((ts, 1, raw, len(raw)))
+        pipe.feed(frames)
+        pipe.close()
     return ends.seen
 
 
@@ -107,6 +108,4 @@ _FAST_PATH_STEP_BACK = [(0.0, 0, 0, "syn"), (0.0, 0, 0, "synack"), (0.1, 0, 0, "
 @example(_FAST_PATH_STEP_BACK, False)
 @example(_FAST_PATH_STEP_BACK, True)
 def test_skipped_sweeps_end_the_same_flows_at_the_same_moments(seq, pure):
-    import _pytest.monkeypatch
-    mp = _pytest.monkeypatch.MonkeyPatch()
-    assert _ended(seq, False, pure, mp) == _ended(seq, True, pure, mp)
+    assert _ended(seq, False, pure) == _ended(seq, True, pure)
