@@ -14,7 +14,7 @@ for non-alphanumeric or one-byte ALPN values (docs/events.md says which we follo
 from __future__ import annotations
 
 import hashlib
-
+from collections import OrderedDict
 from typing import Callable
 
 from auditor.decode.tls import ClientHello
@@ -82,7 +82,8 @@ class Fingerprints:
 
     def __init__(self, on_evict: Callable[[int], None] | None = None,
                  max_entries: int = FINGERPRINT_CACHE) -> None:
-        self._known: dict[tuple, str] = {}
+        # OrderedDict: a plain dict pays a scan of deleted slots to find its oldest entry
+        self._known: OrderedDict[tuple, str] = OrderedDict()
         self._on_evict = on_evict
         self.max_entries = max_entries
 
@@ -100,7 +101,7 @@ class Fingerprints:
         if (len(hello.ciphers) + len(hello.extensions) + len(hello.supported_versions)
                 + len(hello.signature_algorithms) <= MAX_CACHED_VALUES):   # (ALPN: <= 255 bytes)
             if len(known) >= self.max_entries:
-                del known[next(iter(known))]
+                known.popitem(last=False)
                 if self._on_evict is not None:
                     self._on_evict(1)
             known[key] = fingerprint
