@@ -8,13 +8,21 @@ RFC 5722 requires for IPv6: a sender that makes two copies disagree is choosing 
 receiver sees. The drop is counted (`packets_malformed_total{layer="fragment"}`) and reported
 to `on_conflict` (the `conflicting_retransmission` detector raises it).
 
-Caps: 65,535 bytes per datagram, `max_datagrams` pending, `max_bytes` held in all. A datagram
-that does not complete within `timeout` seconds, or is pushed out by a cap, is dropped and
-counted in `table_evictions_total{table="fragments"}`.
+What is held of a datagram is its disjoint runs of bytes, merged as fragments fill the gaps
+between them, so a fragment is checked against the runs it meets and not against every
+fragment that came before (a long first fragment followed by thousands of tiny identical
+overlaps, or one fragment replayed forever, made each check a walk over everything held),
+and a repeated byte is held and counted once.
+
+Caps: 65,535 bytes per datagram, `MAX_RUNS` gaps' worth of runs per datagram (an ordinary
+datagram arrives in a few dozen fragments; only a sender splitting it on purpose leaves
+hundreds of holes), `max_datagrams` pending, `max_bytes` held in all. A datagram that does
+not complete within `timeout` seconds, or is pushed out by a cap, is dropped and counted in
+`table_evictions_total{table="fragments"}`.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_right
 from collections import OrderedDict
 from typing import Callable
 
@@ -22,17 +30,16 @@ from auditor.decode.packet import Fragment
 from auditor.telemetry import Layer, Table, Telemetry
 
 MAX_DATAGRAM = 65535
+MAX_RUNS = 256
 
 
 class _Pending:
-    __slots__ = ("pieces", "starts", "longest", "size", "total", "frames", "ip_len", "first_ts",
-                 "first_ns")
+    __slots__ = ("starts", "runs", "size", "total", "frames", "ip_len", "first_ts", "first_ns")
 
     def __init__(self, ts: float, ts_ns: int | None = None):
-        self.pieces: dict[int, bytes] = {}
-        self.starts: list[int] = []       # sorted offsets, to find overlaps without a scan
-        self.longest = 0
-        self.size = 0
+        self.starts: list[int] = []               # sorted offsets of the runs
+        self.runs: dict[int, bytearray] = {}      # offset -> bytes; disjoint, never adjacent
+        self.size = 0                             # bytes held (covered once each)
         self.total: int | None = None
         self.frames = 0
         self.ip_len = 0
@@ -73,33 +80,38 @@ class Defragmenter:
             self._drop(key)
             self.telemetry.evicted(Table.FRAGMENTS)
             return None
-        if _disagrees(entry, frag.offset, frag.data):
+        met = _meet(entry, frag.offset, frag.data)
+        if met is None:
             self._drop(key)
             self.telemetry.bad(Layer.FRAGMENT)
             if self.on_conflict is not None:
                 self.on_conflict(frag)
             return None
-        if frag.offset not in entry.pieces:
-            while self.held + len(frag.data) > self.max_bytes and len(self._pending) > 1:
+        first, last, new = met
+        if len(entry.starts) - (last - first) + 1 > MAX_RUNS:   # split on purpose: hostile
+            self._drop(key)
+            self.telemetry.evicted(Table.FRAGMENTS)
+            return None
+        if new:
+            while self.held + new > self.max_bytes and len(self._pending) > 1:
                 self._evict_oldest(keep=key)
-            entry.pieces[frag.offset] = frag.data
-            insort(entry.starts, frag.offset)
-            entry.longest = max(entry.longest, len(frag.data))
-            entry.size += len(frag.data)
-            self.held += len(frag.data)
+            _merge(entry, frag.offset, frag.data, first, last)
+            entry.size += new
+            self.held += new
         if not frag.more:
             entry.total = end
-        if entry.total is None or entry.size < entry.total:
+        total = entry.total
+        if total is None or entry.size < total or not entry.starts or entry.starts[0] != 0:
             return None
-        data = _assemble(entry.pieces, entry.total)
-        if data is None:
+        run = entry.runs[0]
+        if len(run) < total:
             return None
         self._drop(key)
-        return data, entry.frames, entry.ip_len, entry.first_ts, entry.first_ns
+        return bytes(run[:total]), entry.frames, entry.ip_len, entry.first_ts, entry.first_ns
 
     def _drop(self, key: tuple) -> None:
         entry = self._pending.pop(key)
-        self.held -= sum(len(p) for p in entry.pieces.values())
+        self.held -= entry.size
 
     def _evict_oldest(self, keep: tuple | None = None) -> None:
         for key in self._pending:
@@ -118,24 +130,47 @@ class Defragmenter:
             self.telemetry.evicted(Table.FRAGMENTS)
 
 
-def _disagrees(entry: _Pending, offset: int, data: bytes) -> bool:
-    """Does `data` at `offset` overlap a held piece with different bytes?"""
+def _meet(entry: _Pending, offset: int, data: bytes) -> tuple[int, int, int] | None:
+    """The runs `data` at `offset` overlaps or touches, as `entry.starts[first:last]`, and how
+    many of its bytes are new; None if an overlapped byte differs from the one held."""
     end = offset + len(data)
-    starts = entry.starts
-    for i in range(bisect_left(starts, offset - entry.longest), bisect_left(starts, end)):
-        off = starts[i]
-        piece = entry.pieces[off]
-        lo, hi = max(off, offset), min(off + len(piece), end)
-        if lo < hi and piece[lo - off:hi - off] != data[lo - offset:hi - offset]:
-            return True
-    return False
+    starts, runs = entry.starts, entry.runs
+    first = bisect_right(starts, offset) - 1
+    if first < 0 or starts[first] + len(runs[starts[first]]) < offset:
+        first += 1      # the run before `offset` ends short of it
+    last = bisect_right(starts, end)
+    new = end - offset
+    for i in range(first, last):
+        start = starts[i]
+        run = runs[start]
+        lo, hi = max(start, offset), min(start + len(run), end)
+        if lo < hi:
+            if run[lo - start:hi - start] != data[lo - offset:hi - offset]:
+                return None
+            new -= hi - lo
+    return first, last, new
 
 
-def _assemble(pieces: dict[int, bytes], total: int) -> bytes | None:
-    """The datagram if the pieces cover [0, total) without a gap, else None."""
-    out = bytearray()
-    for offset in sorted(pieces):
-        if offset > len(out):
-            return None
-        out += pieces[offset][len(out) - offset:]
-    return bytes(out[:total]) if len(out) >= total else None
+def _merge(entry: _Pending, offset: int, data: bytes, first: int, last: int) -> None:
+    """Put `data` into the runs, joining it and the runs it meets (`starts[first:last]`, all
+    agreeing with it) into one. Bytes are appended to the leftmost run in place, so a
+    datagram arriving in order costs its length once, not once per fragment."""
+    starts, runs = entry.starts, entry.runs
+    if first < last and starts[first] <= offset:
+        base_start = starts[first]
+        base = runs[base_start]
+        have = base_start + len(base)
+        if offset + len(data) > have:
+            base += data[have - offset:]
+        merged = starts[first + 1:last]
+        del starts[first + 1:last]
+    else:
+        base_start, base = offset, bytearray(data)
+        merged = starts[first:last]
+        starts[first:last] = [offset]
+        runs[offset] = base
+    for start in merged:
+        run = runs.pop(start)
+        have = base_start + len(base)
+        if start + len(run) > have:
+            base += run[have - start:]
