@@ -146,6 +146,9 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         stream = st.client_stream = StreamPrefix(MAX_CLIENT_PREFIX, isn=st.client_isn, budget=budget)
     if not stream.add(seq, payload):
         return False
+    walk = st.hello_walk
+    if walk is not None and not stream.overflowed and walk.undecided(stream.data):
+        return False
     buf = bytes(stream.data)
     if st.tunnel_at:
         return _tunnel(flow, buf[st.tunnel_at:], stream.overflowed, telemetry, fingerprints)
@@ -166,6 +169,8 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
             flow.sni, flow.app_protocol = hello.sni, "tls"
             return True
         if hello is NEED_MORE and not stream.overflowed:
+            if st.hello_walk is None:
+                st.hello_walk = tls.RecordWalk()
             return False
         if hello is MALFORMED or hello is NEED_MORE:
             telemetry.bad(Layer.TLS)
@@ -230,6 +235,9 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry,
             flow.app_protocol = "tls"
         return True
     if hello is NEED_MORE and not overflowed:
+        st = state(flow)
+        if st.hello_walk is None:
+            st.hello_walk = tls.RecordWalk(st.tunnel_at)
         return False
     if hello is MALFORMED:
         telemetry.bad(Layer.TLS)

@@ -13,7 +13,7 @@ from auditor.flow import Flow
 
 class TrackState:
     __slots__ = ("client_isn", "server_isn", "client_stream", "server_stream", "quic",
-                 "tunnel_at", "watch", "h2")
+                 "tunnel_at", "watch", "h2", "hello_walk")
 
     def __init__(self) -> None:
         # The SYN's sequence numbers: a stream buffer starts at ISN + 1 once payload arrives.
@@ -29,6 +29,9 @@ class TrackState:
         # A cleartext HTTP/2 connection being followed (track.h2c.H2Conn): it owns the
         # client stream from the preface on, and a server stream.
         self.h2: Any = None
+        # A ClientHello still incomplete (decode.tls.RecordWalk): parsed again only when the
+        # bytes since could complete or break it.
+        self.hello_walk: Any = None
 
     def release(self) -> None:
         """Give every buffered byte back to the reassembly budget."""

@@ -73,6 +73,34 @@ def test_a_handshake_in_one_byte_segments_names_the_flow_as_one_segment(tmp_path
         assert f["tls"]["client"]["server_name"] == "files.example"
 
 
+def _recut(records: bytes, size: int) -> bytes:
+    """The same handshake bytes carried in TLS records of `size` bytes each."""
+    hs, off = b"", 0
+    while off < len(records):
+        n = int.from_bytes(records[off + 3:off + 5], "big")
+        hs, off = hs + records[off + 5:off + 5 + n], off + 5 + n
+    return b"".join(b"\x16\x03\x01" + len(hs[i:i + size]).to_bytes(2, "big") + hs[i:i + size]
+                    for i in range(0, len(hs), size))
+
+
+def test_a_hello_in_one_byte_records_one_per_segment_is_named_as_one_record(tmp_path):
+    """Each segment one 6-byte record: the prefix is walked once, not parsed again from its
+    first byte at every segment (tls.RecordWalk), and the flow is named as by the plain hello,
+    directly and through SOCKS."""
+    name = b".".join([b"a" * 60] * 3) + b".files.example"
+    plain = hello(name)
+    tiny = _recut(plain, 1)
+    assert len(tiny) == 6 * (len(plain) - 5) > 1500
+    cases = [(443, b"", 40010), (1080, socks5(b"pypi.org"), 40011)]
+    for dport, preamble, sport in cases:
+        whole = Conn(dport=dport, sport=sport).handshake().send(preamble + plain).ack().close()
+        split = Conn(dport=dport, sport=sport + 100).handshake().send(preamble)
+        split.send(tiny, seg=6).ack().close()
+        a, b = _flow(tmp_path, whole.packets), _flow(tmp_path, split.packets)
+        assert b["tls"] == a["tls"] and b["tls"]["client"]["server_name"] == name.decode()
+        assert b["destination"].get("domain") == a["destination"].get("domain")
+
+
 def test_an_invalid_socks_domain_names_nothing_and_is_kept(tmp_path):
     c = Conn(dport=1080).handshake().send(socks5("ｐｙｐｉ.org".encode()) + hello(b"pypi.org")).ack().close()
     flow = _flow(tmp_path, c.packets)
