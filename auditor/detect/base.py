@@ -102,10 +102,15 @@ class Detector(Component):
     def bind(self, emit: Emit) -> None:
         self._emit = emit
 
+    def quiet(self, key: str, ts: float) -> bool:
+        """Did `key` fire less than a window ago (so `fire` would raise nothing now)? A
+        detector asks before building evidence it would throw away."""
+        last = self._fired.get(key)
+        return last is not None and 0 <= ts - last < self.window
+
     def due(self, key: str, ts: float) -> bool:
         """True (and the window starts) unless `key` fired less than a window ago."""
-        last = self._fired.get(key)
-        if last is not None and 0 <= ts - last < self.window:
+        if self.quiet(key, ts):
             return False
         self._fired.put(key, ts)
         return True

@@ -12,7 +12,8 @@ Lengths and entropy are over the name's wire bytes (escapes like `\\198` undone)
 
 A query is counted when seen (`dns_query`); a response counts only when its query was not
 seen (unsolicited and the name not yet counted), because captures taken behind a resolver
-or with one direction filtered hold only one side. Reverse-lookup zones (`.arpa`,
+or with one direction filtered hold only one side. Every question of a message counts; each
+domain is judged once per message, after all of them. Reverse-lookup zones (`.arpa`,
 `ip6.int`) never count for volume: their long nibble names are not data. Severity is high,
 critical when two of the three conditions hold at the moment it fires.
 """
@@ -96,23 +97,36 @@ class DnsTunneling(Detector):
 
     def dns_query(self, ev: DnsQuery) -> None:
         flow = ev.flow
-        querier = flow.client_ip if ev.from_client else flow.server_ip
-        for qname, qtype in ev.message.questions:
-            self._count(ev.ts, querier, normalise(qname), qtype, ev)
+        self._message(ev, flow.client_ip if ev.from_client else flow.server_ip, seen_only=False)
 
     def dns_answered(self, ev: DnsAnswered) -> None:
         if ev.solicited:  # its query was counted already
             return
         flow = ev.flow
-        querier = flow.client_ip if ev.to_client else flow.server_ip
-        for qname, qtype in ev.message.questions:
-            self._count(ev.ts, querier, normalise(qname), qtype, ev, seen_only=True)
+        self._message(ev, flow.client_ip if ev.to_client else flow.server_ip, seen_only=True)
 
-    def _count(self, ts: float, querier: str, name: str, qtype: int, ev, seen_only=False) -> None:
+    def _message(self, ev: DnsQuery | DnsAnswered, querier: str, seen_only: bool) -> None:
+        """Count every question, then judge once each domain they touched: one message can
+        carry thousands of questions (a 6-byte pointer each), and judging at every question
+        walked the domain's recent names again each time."""
+        touched: dict[str, tuple[_Recent, bool]] = {}   # domain -> (state, a NULL query now)
+        for qname, qtype in ev.message.questions:
+            counted = self._count(ev.ts, querier, normalise(qname), qtype, seen_only)
+            if counted is not None:
+                domain, recent = counted
+                null_now = qtype == NULL or (domain in touched and touched[domain][1])
+                touched[domain] = (recent, null_now)
+        for domain, (recent, null_now) in touched.items():
+            self._judge(ev.ts, querier, domain, recent, ev.flow, null_now)
+
+    def _count(self, ts: float, querier: str, name: str, qtype: int,
+               seen_only: bool) -> tuple[str, _Recent] | None:
+        """Add one question to its (querier, domain) state; the domain and the state to judge,
+        or None when nothing was counted."""
         s = self.s
         domain, sub, ent = _shape(name, s.entropy_min_length)
         if not domain or domain in self.ignore:
-            return
+            return None
         reverse = name.endswith(REVERSE)
         suspicious = not reverse and (len(sub) >= s.long_subdomain or ent >= s.entropy_bits)
         long_txt = qtype in self.txt_qtypes and len(sub) >= s.txt_long_name
@@ -120,7 +134,7 @@ class DnsTunneling(Detector):
         recent = self.keys.get(key)
         if recent is None:
             if not (suspicious or long_txt or qtype == NULL):
-                return  # state only for domains that ever looked odd
+                return None  # state only for domains that ever looked odd
             recent = self.keys.touch(key, lambda: _Recent(s.min_queries))
         else:
             self.keys.move_to_end(key)
@@ -128,7 +142,7 @@ class DnsTunneling(Detector):
         entry = names.pop(name, None)
         if entry is not None and seen_only:
             names[name] = entry
-            return
+            return None
         if entry is None:
             label = max((len(x) for x in sub.split(b".")), default=0)
             entry = [ts, 0, qtype, suspicious, long_txt, ent, label]
@@ -147,9 +161,11 @@ class DnsTunneling(Detector):
             if len(times) > s.min_queries:
                 del times[0]
         recent.null = recent.null or qtype == NULL
-        self._judge(ts, querier, domain, recent, ev.flow, qtype == NULL)
+        return domain, recent
 
     def _judge(self, ts, querier, domain, recent: _Recent, flow, null_now: bool) -> None:
+        if self.quiet(domain, ts):      # fired within the window: the evidence would be dropped
+            return
         s = self.s
         entries = recent.names.values()
         times = recent.times

@@ -141,3 +141,39 @@ def test_mx_and_cname_count_like_txt_but_srv_does_not():
     srv = [dns_query(CLIENT, RESOLVER, f"_ldap._tcp.{guid.format(i)}.domains._msdcs.corp.example.com", i,
                      sport=20000 + i, qtype="SRV") for i in range(10)]
     assert detect(srv, only="dns_tunneling")[0] == []
+
+
+def _one_message(names, qtype="A"):
+    qd = [DNSQR(qname=n, qtype=t) for n, t in names]
+    return IP(src=CLIENT, dst=RESOLVER) / UDP(sport=20500, dport=53) / DNS(id=77, rd=1, qd=qd)
+
+
+def test_one_message_of_many_questions_is_judged_once_on_all_of_them():
+    """A query may carry many questions (real resolvers answer one; a tunnel straight to its
+    server need not care). Every question counts; the domain is judged once per message, so
+    the finding's evidence holds all of them and thousands of questions cost no more than
+    their counting."""
+    names = [(f"{b32(40, i)[:60]}.t.example.org", "A") for i in range(40)]
+    found, _ = detect([_one_message(names)], only="dns_tunneling")
+    (f,) = found
+    assert f.evidence["reasons"] == ["volume"]
+    assert f.evidence["queries"] == f.evidence["distinct_names"] == f.evidence["suspicious_names"] == 40
+    with_null = names[:3] + [("x.t.example.org", "NULL")] + names[3:]
+    (f,) = detect([_one_message(with_null)], only="dns_tunneling")[0]
+    assert f.severity == "critical" and set(f.evidence["reasons"]) == {"null_query", "volume"}
+
+
+def test_a_key_that_fired_builds_no_evidence_again_within_the_window():
+    """Once a domain fired, the queries after it within the window are counted, and no
+    evidence is built for a finding `fire` would drop."""
+    from auditor.detect import dns_tunnel
+    fired = []
+    real = dns_tunnel.DnsTunneling.fire
+
+    def counting(self, ts, *args, **kwargs):
+        fired.append(ts)
+        return real(self, ts, *args, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dns_tunnel.DnsTunneling, "fire", counting)
+        found, _ = detect(tunnel_queries(count=60), only="dns_tunneling")
+    assert len(found) == 1 and len(fired) == 1
