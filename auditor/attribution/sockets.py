@@ -1,6 +1,13 @@
 """The local socket of a flow, from the kernel's sock_diag netlink interface (the one `ss`
 uses): one request per flow, answered with the socket's inode and owner uid.
 
+A UDP socket is looked up as the receiver of a datagram from the flow's remote end (the
+kernel's udp_diag takes the request's source as the sender: "swapped for historical
+reasons"), which finds connected and unconnected sockets (DNS clients, QUIC) alike in one
+request. Dumping every UDP socket of the host is only a fallback, at most
+`MAX_UDP_DUMPS_PER_SECOND`: a job holding thousands of sockets made each dump cost
+milliseconds of the attribution thread, per flow.
+
 Only sockets in this process's network namespace are visible: the node's own sockets when the
 sidecar runs in the host network (compose `network_mode: host`, a hostNetwork DaemonSet, a
 systemd unit); a pod with a network namespace of its own is reached through its veth, and its
@@ -11,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import time
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -25,6 +33,7 @@ _ADDRS = struct.Struct("=16s16sIII")             # then src, dst, interface, coo
 _ID_SIZE = _PORTS.size + _ADDRS.size
 _MSG = struct.Struct("=BBBB")                    # inet_diag_msg head
 _TAIL = struct.Struct("=IIIII")                  # expires, rqueue, wqueue, uid, inode
+MAX_UDP_DUMPS_PER_SECOND = 4
 
 
 def _packed(ip: str) -> tuple[int, bytes]:
@@ -37,10 +46,13 @@ class SockDiag:
     """A netlink socket for inet_diag queries (needs no privilege to see one's own host's
     sockets; inodes of other users' sockets need CAP_NET_ADMIN or root on some kernels)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock=time.monotonic) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_SOCK_DIAG)
         self.sock.settimeout(1.0)
         self._seq = 0
+        self.clock = clock
+        self.dumps = 0
+        self._last_dump = float("-inf")
 
     def close(self) -> None:
         self.sock.close()
@@ -77,12 +89,18 @@ class SockDiag:
         """(inode, uid) of the local socket of this 5-tuple, or None when it is gone."""
         family, src = _packed(local_ip)
         _, dst = _packed(remote_ip)
+        udp = proto == socket.IPPROTO_UDP
         try:
-            found = self._request(family, proto, local_port, remote_port, src, dst, dump=False)
+            if udp:     # as the receiver of a datagram from the remote end (module docstring)
+                found = self._request(family, proto, remote_port, local_port, dst, src, dump=False)
+            else:
+                found = self._request(family, proto, local_port, remote_port, src, dst, dump=False)
             if found and found[0][0]:
                 return found[0][0], found[0][1]
-            if proto == socket.IPPROTO_UDP:
-                # An unconnected UDP socket (DNS clients, QUIC): match its local port.
+            now = self.clock()
+            if udp and now - self._last_dump >= 1.0 / MAX_UDP_DUMPS_PER_SECOND:
+                self._last_dump = now
+                self.dumps += 1
                 for inode, uid, sport, lsrc, _ldst in self._request(family, proto, 0, 0, bytes(16),
                                                                    bytes(16), dump=True):
                     if sport == local_port and inode and lsrc in (src, bytes(16)):
