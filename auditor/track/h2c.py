@@ -26,6 +26,7 @@ from typing import Callable
 
 from auditor.decode import h2
 from auditor.decode.outcome import UNDECODABLE, DecodeError
+from auditor.decode.text import clipped
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Table, Telemetry
 from auditor.track.streams import Budget, StreamPrefix
@@ -222,7 +223,7 @@ class H2Watch:
                 conn.request_seen = True
                 host = h2.authority(headers)
                 if not flow.named and host is not None:
-                    flow.http_host, flow.app_protocol = host, "http"
+                    flow.http_host, flow.app_protocol = clipped(host), "http"
             if not h2.is_doh(headers):
                 return
             flow.doh = True

@@ -22,6 +22,7 @@ from auditor import hostnames
 from auditor import addresses
 from auditor.decode import h2, http, ja4, quic, socks, tls
 from auditor.decode.outcome import MALFORMED, NEED_MORE, NOT_THIS
+from auditor.decode.text import clipped, clipped_protocols
 from auditor.flow import Flow
 from auditor.telemetry import Layer, Telemetry
 from auditor.track.flows import TCP, UDP
@@ -119,7 +120,7 @@ def _strict(flow: Flow, raw: str, source: str) -> tuple[str, str] | None:
 
 def _hello(flow: Flow, hello: tls.ClientHello, transport: str, fingerprints: ja4.Fingerprints) -> None:
     """What the events record of a ClientHello: version, ALPN, ECH, the JA4 fingerprint."""
-    flow.ech, flow.alpn = hello.ech, hello.alpn
+    flow.ech, flow.alpn = hello.ech, clipped_protocols(hello.alpn)
     flow.tls_version = ja4.tls_version(hello)
     flow.ja4 = fingerprints.ja4(hello, transport)
 
@@ -166,7 +167,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         hello = tls.parse_records(buf)
         if isinstance(hello, tls.ClientHello):
             _hello(flow, hello, "t", fingerprints)
-            flow.sni, flow.app_protocol = hello.sni, "tls"
+            flow.sni, flow.app_protocol = clipped(hello.sni), "tls"
             return True
         if hello is NEED_MORE and not stream.overflowed:
             if st.hello_walk is None:
@@ -177,7 +178,7 @@ def _tcp(flow: Flow, seq: int, payload: bytes, telemetry: Telemetry, budget: Bud
         return True
     request = http.parse_request(buf)
     if isinstance(request, http.HttpRequest):
-        flow.http_host, flow.app_protocol = request.host, "http"
+        flow.http_host, flow.app_protocol = clipped(request.host), "http"
         flow.doh = h2.doh_path(request.target)      # DoH over HTTP/1: flagged, not decoded
         if request.method == "CONNECT":  # a proxy tunnel: the TLS inside is read as evidence
             st.tunnel_at = buf.find(b"\r\n\r\n") + 4
@@ -230,7 +231,7 @@ def _tunnel(flow: Flow, data: bytes, overflowed: bool, telemetry: Telemetry,
     hello = tls.parse_records(data)
     if isinstance(hello, tls.ClientHello):
         _hello(flow, hello, "t", fingerprints)
-        flow.sni = hello.sni
+        flow.sni = clipped(hello.sni)
         if flow.socks is not None:
             flow.app_protocol = "tls"
         return True
@@ -263,7 +264,7 @@ def _quic(flow: Flow, datagram: bytes, telemetry: Telemetry, fingerprints: ja4.F
     hello = tls.parse_handshake(qs.crypto.contiguous())
     if isinstance(hello, tls.ClientHello):
         _hello(flow, hello, "q", fingerprints)
-        flow.quic_sni = hello.sni
+        flow.quic_sni = clipped(hello.sni)
         return True
     if hello is NEED_MORE:
         return qs.datagrams >= MAX_QUIC_DATAGRAMS

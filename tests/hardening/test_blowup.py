@@ -32,7 +32,8 @@ from auditor.sinks.metrics import Metrics
 from auditor.sinks.web_config import WebConfig
 from auditor.telemetry import Telemetry
 from auditor.track.streams import StreamPrefix
-from tests.hardening.crafted import NODE, SERVER, Conn, hello, write
+from tests.hardening.crafted import NODE, SERVER, Conn, flows_to, hello, write
+from tests.hardening.crafted import run as audit_crafted
 from tests.util import frames, run
 
 
@@ -84,6 +85,56 @@ def _pcapng_with_timestamps(path, stamps, tsoffset: int = 0):
                     for ts in stamps)
     path.write_bytes(shb + idb + epbs)
     return path
+
+
+def _hello_with(sni: bytes, alpn: list[bytes]) -> bytes:
+    """A TLS 1.2 ClientHello record of any size: `sni` and the ALPN list as given."""
+    def vec(b: bytes, n: int) -> bytes:
+        return len(b).to_bytes(n, "big") + b
+    exts = b"\x00\x00" + vec(vec(b"\x00" + vec(sni, 2), 2), 2)
+    exts += b"\x00\x10" + vec(vec(b"".join(vec(p, 1) for p in alpn), 2), 2)
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" + vec(exts, 2)
+    hs = b"\x01" + vec(body, 3)
+    return b"".join(b"\x16\x03\x01" + vec(hs[i:i + 16384], 2) for i in range(0, len(hs), 16384))
+
+
+@pytest.mark.parametrize("sni, alpn", [
+    (b"\xff" * 30_000, [b"h2"]),                       # 120,000 characters of escapes
+    (b"files.example", [b"\xff"] * 15_000),            # 15,000 ALPN values of 4 characters
+    (b"files.example", [b"\xfe" * 255, b"h2"]),         # one long protocol
+], ids=["long-sni", "many-protocols", "long-protocol"])
+def test_a_hello_s_names_and_protocols_are_kept_in_bounded_text(tmp_path, sni, alpn):
+    """What a flow keeps of its hello is bounded whatever the hello lists: a name longer than
+    any valid one is cut to MAX_NAME_TEXT characters and an ellipsis (it names nothing either
+    way), the ALPN list to MAX_PROTOCOLS values of at most MAX_PROTOCOL_TEXT characters."""
+    from auditor.decode import text
+    c = Conn().handshake().send(_hello_with(sni, alpn)).ack().close()
+    (flow,) = flows_to(audit_crafted(tmp_path, c.packets), SERVER)
+    server_name = flow["tls"]["client"]["server_name"]
+    assert len(server_name) <= text.MAX_NAME_TEXT + 1
+    assert len(flow["tls"]["next_protocol"]) <= text.MAX_PROTOCOL_TEXT + 1
+    if len(sni) > 253:
+        assert server_name.endswith(text.CUT) and flow["destination"].get("domain") is None
+        assert flow["egress_auditor"]["invalid_name"] == server_name
+    else:
+        assert server_name == sni.decode() == flow["destination"]["domain"]
+    from auditor.events import FlowEnded
+    _, rec = run(c.packets, node_networks=["10.0.0.0/8"])
+    (tracked,) = [e.flow for e in rec.of(FlowEnded) if e.flow.server_ip == SERVER]
+    assert len(tracked.sni) <= text.MAX_NAME_TEXT + 1
+    assert 1 <= len(tracked.alpn) <= text.MAX_PROTOCOLS
+    assert max(map(len, tracked.alpn)) <= text.MAX_PROTOCOL_TEXT + 1
+
+
+def test_clipping_never_makes_a_name_valid():
+    """Cut text ends in an ellipsis: no host name, Host value or address can hold one."""
+    from auditor import hostnames
+    from auditor.decode.text import MAX_NAME_TEXT, clipped
+    for long in ("a" * 400, "a." * 200, "a.com:" + "0" * 400, "[::1]:" + "8" * 400,
+                 "x" * (MAX_NAME_TEXT - 1) + ".com"):
+        cut = clipped(long)
+        assert hostnames.wire_host(cut) is None and hostnames.http_host(cut) is None
+    assert clipped("a" * MAX_NAME_TEXT) == "a" * MAX_NAME_TEXT
 
 
 @pytest.mark.parametrize("stamps,tsoffset", [([1_700_000_000_000_000, (1 << 64) - 1, 1_700_000_001_000_000], 0),
