@@ -75,6 +75,45 @@ class Capped(OrderedDict):
             self._on_evict(1)
 
 
+class NameTable(Capped):
+    """A Capped table whose items hold names read from the wire, bounded in names and in
+    their characters across all items as well as in keys: a flood of long names (a DNS name
+    is up to ~1,000 characters of escapes) under every key multiplied the key cap by what
+    each key holds. The owner reports what an item gains or loses (`hold`, `release`) and
+    calls `trim` after; `weigh(key, value)` says what a whole item holds, (names, characters),
+    for when it is evicted. Evictions from the cold end are counted like any other."""
+
+    def __init__(self, max_keys: int, on_evict: Callable[[int], None],
+                 weigh: Callable[[Any, Any], tuple[int, int]], max_names: int, max_chars: int):
+        super().__init__(max_keys, on_evict)
+        self._weigh = weigh
+        self.max_names, self.max_chars = max_names, max_chars
+        self.names = self.chars = 0
+
+    def hold(self, chars: int, names: int = 1) -> None:
+        self.names += names
+        self.chars += chars
+
+    def release(self, chars: int, names: int = 1) -> None:
+        self.names -= names
+        self.chars -= chars
+
+    def popitem(self, last: bool = True) -> tuple[Any, Any]:
+        key, value = super().popitem(last)
+        names, chars = self._weigh(key, value)
+        self.release(chars, names)
+        return key, value
+
+    def trim(self) -> None:
+        """Evict the coldest items while over a budget; the hottest (just touched) stays."""
+        evicted = 0
+        while (self.names > self.max_names or self.chars > self.max_chars) and len(self) > 1:
+            self.popitem(last=False)
+            evicted += 1
+        if evicted:
+            self._on_evict(evicted)
+
+
 class Detector(Component):
     """Base of the detectors: a name, a bound emit function, a re-fire window per key."""
     name: ClassVar[str] = "detector"

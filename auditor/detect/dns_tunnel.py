@@ -12,8 +12,8 @@ Lengths and entropy are over the name's wire bytes (escapes like `\\198` undone)
 
 A query is counted when seen (`dns_query`); a response counts only when its query was not
 seen (unsolicited and the name not yet counted), because captures taken behind a resolver
-or with one direction filtered hold only one side. Every question of a message counts; each
-domain is judged once per message, after all of them. Reverse-lookup zones (`.arpa`,
+or with one direction filtered hold only one side. The first `MAX_QUESTIONS` questions of a
+message count; each domain is judged once per message, after all of them. Reverse-lookup zones (`.arpa`,
 `ip6.int`) never count for volume: their long nibble names are not data. Severity is high,
 critical when two of the three conditions hold at the moment it fires.
 """
@@ -27,7 +27,7 @@ from functools import lru_cache
 
 from pydantic import Field
 
-from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence, NameTable
 from auditor.events import DnsAnswered, DnsQuery
 from auditor.hostnames import normalise, registered_domain
 
@@ -35,6 +35,15 @@ NULL = 10
 DNS_PORT = 53
 REVERSE = ("arpa", "ip6.int")
 NAMES_PER_KEY = 64   # distinct recent names kept per (querier, domain)
+# The names all keys may hold in all, whatever the key cap: unique names of ~1,000
+# characters under thousands of domains held 20,000 x 64 of them (1.6 GB peak).
+MAX_NAMES = 200_000
+MAX_NAME_CHARS = 16 << 20
+# Questions counted per message. Resolvers answer one (RFC 9619 makes QDCOUNT > 1 a format
+# error), so data in the others reaches only a server the job talks to directly (which
+# `dns_resolver_bypass` raises); a 48 kB query of 768 escape-laden 255-byte names cost
+# ~100 ms to measure, name by name.
+MAX_QUESTIONS = 16
 _ESCAPE = re.compile(r"\\(\d{3}|.)")
 
 
@@ -55,11 +64,12 @@ class DnsTunnelingSettings(DetectorSettings):
 
 class _Recent:
     """Recent names under one (querier, registered domain), oldest first."""
-    __slots__ = ("names", "times", "null")
+    __slots__ = ("names", "chars", "times", "null")
 
     def __init__(self, min_queries: int):
         # name -> [last ts, queries, qtype, suspicious, long TXT, entropy, max label]
         self.names: dict[str, list] = {}
+        self.chars = 0      # characters of the names held
         # The last `min_queries` suspicious query times, oldest first: a packed array (8 bytes
         # a time) rather than a deque, whose first block alone costs ~600 bytes a key; a flood
         # of unique names fills every one of the `max_keys` slots.
@@ -93,7 +103,8 @@ class DnsTunneling(Detector):
         self.s = settings
         self.ignore = tuple(normalise(d) for d in settings.ignore_domains)
         self.txt_qtypes = frozenset(settings.txt_qtypes)
-        self.keys = self.table()   # (querier, registered domain) -> _Recent
+        # (querier, registered domain) -> _Recent
+        self.keys = NameTable(self.max_keys, self._evicted, _weigh, MAX_NAMES, MAX_NAME_CHARS)
 
     def dns_query(self, ev: DnsQuery) -> None:
         flow = ev.flow
@@ -110,7 +121,7 @@ class DnsTunneling(Detector):
         carry thousands of questions (a 6-byte pointer each), and judging at every question
         walked the domain's recent names again each time."""
         touched: dict[str, tuple[_Recent, bool]] = {}   # domain -> (state, a NULL query now)
-        for qname, qtype in ev.message.questions:
+        for qname, qtype in ev.message.questions[:MAX_QUESTIONS]:
             counted = self._count(ev.ts, querier, normalise(qname), qtype, seen_only)
             if counted is not None:
                 domain, recent = counted
@@ -146,6 +157,8 @@ class DnsTunneling(Detector):
         if entry is None:
             label = max((len(x) for x in sub.split(b".")), default=0)
             entry = [ts, 0, qtype, suspicious, long_txt, ent, label]
+            recent.chars += len(name)
+            self.keys.hold(len(name))
         entry[0] = ts
         entry[1] += 1
         names[name] = entry  # re-inserted: dict order is recency order
@@ -155,12 +168,15 @@ class DnsTunneling(Detector):
             if names[oldest][0] >= horizon and len(names) <= NAMES_PER_KEY:
                 break
             del names[oldest]
+            recent.chars -= len(oldest)
+            self.keys.release(len(oldest))
         if suspicious:
             times = recent.times
             times.append(ts)
             if len(times) > s.min_queries:
                 del times[0]
         recent.null = recent.null or qtype == NULL
+        self.keys.trim()
         return domain, recent
 
     def _judge(self, ts, querier, domain, recent: _Recent, flow, null_now: bool) -> None:
@@ -198,6 +214,10 @@ class DnsTunneling(Detector):
         self.fire(ts, severity, domain, evidence, flow, source_ip=querier,
                   destination_ip=flow.server_ip if flow.client_ip == querier else flow.client_ip,
                   destination_port=DNS_PORT, destination_domain=domain)
+
+
+def _weigh(_key: tuple[str, str], recent: _Recent) -> tuple[int, int]:
+    return len(recent.names), recent.chars
 
 
 def wire(text: str) -> bytes:

@@ -22,11 +22,24 @@ never the SNI's business).
 """
 from __future__ import annotations
 
-from auditor.detect.base import Context, Detector, DetectorSettings, Evidence
+from auditor.detect.base import Context, Detector, DetectorSettings, Evidence, NameTable
 from auditor.events import DnsAnswered, FlowNamed
 from auditor.hostnames import http_host, normalise, registered_domain
 
 NAMES_PER_IP = 32
+# What both tables may hold in all, whatever the key cap: a flood of answers with long
+# CNAME chains (16 names of ~1,000 characters of escapes each) for thousands of addresses
+# held 20,000 x 32 fresh copies (24 crafted frames peaked at 722 MB).
+MAX_NAMES = 200_000
+MAX_NAME_CHARS = 16 << 20
+
+
+def _weigh_names(_ip: str, names: dict[str, None]) -> tuple[int, int]:
+    return len(names), sum(map(len, names))
+
+
+def _weigh_name(name: str, _value: None) -> tuple[int, int]:
+    return 1, len(name)
 
 
 class SniMismatchEvidence(Evidence):
@@ -49,22 +62,36 @@ class SniMismatch(Detector):
 
     def __init__(self, settings: DetectorSettings, context: Context) -> None:
         super().__init__(settings, context)
-        self.by_ip = self.table()        # IP -> {name: None} (insertion-ordered, capped)
-        self.resolved = self.table()     # name -> None: names any solicited answer gave an IP
+        # IP -> {name: None} (insertion-ordered, capped)
+        self.by_ip = NameTable(self.max_keys, self._evicted, _weigh_names, MAX_NAMES, MAX_NAME_CHARS)
+        # name -> None: names any solicited answer gave an IP
+        self.resolved = NameTable(self.max_keys, self._evicted, _weigh_name, MAX_NAMES, MAX_NAME_CHARS)
 
     def dns_answered(self, ev: DnsAnswered) -> None:
         if not ev.solicited:
             return
         scope = ev.flow.name_scope      # a tunnel's answers speak only for that tunnel's flows
+        by_ip, resolved = self.by_ip, self.resolved
+        normal: dict[tuple[str, ...], list[str]] = {}   # one copy per chain, shared by its IPs
         for ip, chain in ev.chains.items():
-            names = self.by_ip.touch(ip + scope, dict)
-            for n in chain:
-                n = normalise(n)
-                names.pop(n, None)
+            chain_names = normal.get(chain)
+            if chain_names is None:
+                chain_names = normal[chain] = [normalise(n) for n in chain]
+            names = by_ip.touch(ip + scope, dict)
+            for n in chain_names:
+                if names.pop(n, 0) is not None:     # not there before
+                    by_ip.hold(len(n))
                 names[n] = None
-                self.resolved.put(n + scope, None)
+                key = n + scope
+                if key not in resolved:
+                    resolved.hold(len(key))
+                resolved.put(key, None)
             while len(names) > NAMES_PER_IP:
-                del names[next(iter(names))]
+                old = next(iter(names))
+                del names[old]
+                by_ip.release(len(old))
+            by_ip.trim()
+        resolved.trim()
 
     def flow_named(self, ev: FlowNamed) -> None:
         flow = ev.flow

@@ -29,6 +29,19 @@ def detect(packets, *, only: str | None = None, start=1000.0, step=0.01, **setti
     return found, {t.value: n for t, n in telemetry.evictions.items() if n}
 
 
+def build_detector(name: str, packets, *, start=1000.0, step=0.01, **settings):
+    """The detector `name` after the packets went through a real pipeline, and the
+    evictions by table: for looking at what its tables hold."""
+    s = Settings(**settings)
+    telemetry = Telemetry()
+    context = Context(telemetry, tuple(s.dns_servers), s.detectors.max_keys)
+    (det,) = [d for d in registry.build(s.detectors, context) if d.name == name]
+    pipe = pipeline_for([det], s, telemetry)
+    pipe.feed(frames(packets, start=start, step=step))
+    pipe.close()
+    return det, {t.value: n for t, n in telemetry.evictions.items() if n}
+
+
 def tls_hello(sni: str) -> bytes:
     """A minimal TLS 1.2 ClientHello record carrying `sni`."""
     name = sni.encode()

@@ -46,9 +46,9 @@ def test_registry_builds_every_detector_in_order_and_honours_disabled():
 
 def test_detector_evictions_reach_the_pipeline_metric():
     audit = assemble.build(Settings(detectors={"max_keys": 1}))
-    dets = [c for c in audit.pipeline.components if hasattr(c, "keys")]
-    dets[0].keys.touch("a", dict)
-    dets[0].keys.touch("b", dict)
+    dets = [c for c in audit.pipeline.components if hasattr(c, "_fired")]
+    dets[0]._fired.put("a", 0.0)
+    dets[0]._fired.put("b", 0.0)
     assert audit.registry.get_sample_value(
         "egress_auditor_table_evictions_total", {"table": "detector_state"}) == 1
 

@@ -148,19 +148,42 @@ def _one_message(names, qtype="A"):
     return IP(src=CLIENT, dst=RESOLVER) / UDP(sport=20500, dport=53) / DNS(id=77, rd=1, qd=qd)
 
 
-def test_one_message_of_many_questions_is_judged_once_on_all_of_them():
-    """A query may carry many questions (real resolvers answer one; a tunnel straight to its
-    server need not care). Every question counts; the domain is judged once per message, so
-    the finding's evidence holds all of them and thousands of questions cost no more than
-    their counting."""
+def test_one_message_of_many_questions_counts_its_first_ones_and_is_judged_once():
+    """A query may carry many questions (resolvers answer one; a tunnel straight to its
+    server need not care): the first MAX_QUESTIONS count, the domain is judged once per
+    message, so two such messages make a volume tunnel and the finding holds both."""
+    from auditor.detect.dns_tunnel import MAX_QUESTIONS
     names = [(f"{b32(40, i)[:60]}.t.example.org", "A") for i in range(40)]
     found, _ = detect([_one_message(names)], only="dns_tunneling")
+    assert found == []                       # 16 counted: below 25 queries
+    found, _ = detect([_one_message(names[:20]), _one_message(names[20:])], only="dns_tunneling")
     (f,) = found
     assert f.evidence["reasons"] == ["volume"]
-    assert f.evidence["queries"] == f.evidence["distinct_names"] == f.evidence["suspicious_names"] == 40
-    with_null = names[:3] + [("x.t.example.org", "NULL")] + names[3:]
-    (f,) = detect([_one_message(with_null)], only="dns_tunneling")[0]
+    assert f.evidence["queries"] == f.evidence["distinct_names"] == 2 * MAX_QUESTIONS
+    with_null = names[20:23] + [("x.t.example.org", "NULL")] + names[23:]   # NULL in the 16
+    (f,) = detect([_one_message(names[:20]), _one_message(with_null)], only="dns_tunneling")[0]
     assert f.severity == "critical" and set(f.evidence["reasons"]) == {"null_query", "volume"}
+
+
+def test_what_the_keys_hold_is_bounded_in_names_and_characters():
+    """Many domains, each with long unique names: the names held stay within the budget,
+    least recently active keys out first, counted as detector_state evictions; the counts
+    always equal what the keys hold."""
+    from auditor.detect import dns_tunnel
+    queries = [dns_query(CLIENT, RESOLVER, f"{b32(40, i)[:60]}.{b32(30, i)[:50]}.d{d}.example", 1 + d * 10 + i,
+                         sport=20000 + d * 10 + i) for d in range(40) for i in range(5)]
+    queries += [dns_query(CLIENT, RESOLVER, f"{b32(20, i)[:30]}.big.example", 9000 + i, sport=30000 + i)
+                for i in range(80)]                      # one key past NAMES_PER_KEY
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dns_tunnel, "MAX_NAMES", 100)
+        mp.setattr(dns_tunnel, "MAX_NAME_CHARS", 8_000)
+        from tests.detect._helpers import build_detector
+        det, evictions = build_detector("dns_tunneling", queries)
+    keys = det.keys
+    assert keys.names == sum(len(r.names) for r in keys.values()) <= 100
+    assert keys.chars == sum(len(n) for r in keys.values() for n in r.names) <= 8_000
+    assert evictions.get("detector_state", 0) > 0 and len(keys) < 40
+    assert len(keys[(CLIENT, "big.example")].names) == dns_tunnel.NAMES_PER_KEY
 
 
 def test_a_key_that_fired_builds_no_evidence_again_within_the_window():

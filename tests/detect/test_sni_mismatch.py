@@ -77,3 +77,29 @@ def test_through_an_http_connect_the_sni_is_compared_with_the_connect_target():
     found, _ = detect(pk, only="sni_mismatch")
     assert [(f.key, f.destination_domain, f.evidence["connect_host"]) for f in found] == [
         (PROXY, "evil.example", "pypi.org")]
+
+
+def test_what_the_tables_hold_is_bounded_in_names_and_characters():
+    """Answers with long chains for many addresses: the names held stay within the budget,
+    the least recently answered addresses out first (counted), the counts always equal what
+    the tables hold, and a fresh resolution still decides."""
+    import pytest
+    from auditor.detect import sni_mismatch
+    from tests.detect._helpers import build_detector
+    long = "x" * 60 + "." + "y" * 60
+    pk = []
+    for i in range(60):
+        pk += resolve(f"{i}.{long}.a{i}.example", f"198.51.100.{i + 1}", 1 + i, cname=f"{i}.{long}.cdn.example")
+    for i in range(20):                      # one address named 40 times: past NAMES_PER_IP
+        pk += resolve(f"n{i}.busy.example", "203.0.113.7", 200 + i, cname=f"c{i}.busy.example")
+    pk += resolve("attacker.example.net", IP, 500)
+    pk += tcp_session(CLIENT, IP, 40000, 443, tls_hello("management.azure.com"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sni_mismatch, "MAX_NAMES", 40)
+        mp.setattr(sni_mismatch, "MAX_NAME_CHARS", 3_000)
+        det, evictions = build_detector("sni_mismatch", pk)
+    for table in (det.by_ip, det.resolved):
+        held = [n for names in table.values() for n in names] if table is det.by_ip else list(table)
+        assert table.names == len(held) <= 40 and table.chars == sum(map(len, held)) <= 3_000
+    assert evictions["detector_state"] > 0 and det.fired == 1
+    assert len(det.by_ip["203.0.113.7"]) == sni_mismatch.NAMES_PER_IP
