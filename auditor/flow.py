@@ -26,7 +26,7 @@ class Flow:
         "named", "sni", "quic_sni", "http_host", "domain", "name_source", "app_protocol",
         "dns_chain", "dns_trusted", "ech", "ambiguous", "invalid_name", "tls_version", "alpn",
         "ja4", "socks", "doh", "icmp_type", "icmp_code", "flow_id", "community_id", "owner", "verdict",
-        "track_state", "tunnel", "name_scope", "carrier",
+        "track_state", "tunnel", "name_scope", "carrier", "chain_chars",
     )
 
     def __init__(self, *, transport: str = "tcp", client_ip: str = "", client_port: int = 0,
@@ -91,6 +91,9 @@ class Flow:
         # It carries a tunnel (VXLAN/Geneve/Teredo UDP, GRE, IP-in-IP): the packets inside
         # are flows of their own, so its bytes are those bytes again plus the headers.
         self.carrier = False
+        # Characters of the DNS chain it holds, counted against the tracker's budget for
+        # chains the name cache may already have let go of.
+        self.chain_chars = 0
         for name, value in fields.items():
             setattr(self, name, value)
 

@@ -99,16 +99,21 @@ class FlowTable:
 
     def _create(self, pkt: Packet) -> Flow:
         if len(self._table) >= self.max_flows:
-            _, victim = self._table.popitem(last=False)
-            del self._rev[_reverse(victim.key)]
-            self._on_evict(1)
-            self._ended(victim, "evicted")
+            self.evict_oldest()
         flow = new_flow(pkt, from_src=self._sender_is_client(pkt))
         self._table[flow.key] = flow
         self._rev[_reverse(flow.key)] = flow
         self.flows_created += 1
         self._started(flow)
         return flow
+
+    def evict_oldest(self) -> None:
+        """End the least recently active flow, counted as an eviction (the table is full, or
+        what its flows hold is over a budget)."""
+        _, victim = self._table.popitem(last=False)
+        del self._rev[_reverse(victim.key)]
+        self._on_evict(1)
+        self._ended(victim, "evicted")
 
     def _sender_is_client(self, pkt: Packet) -> bool:
         """Is the first packet's sender the client? (rules in the module docstring)"""

@@ -29,6 +29,12 @@ from auditor.track.streams import Budget
 DNS_PORT = 53
 SWEEP_EVERY = 1.0  # seconds of capture time between idle sweeps
 NAME_SWEEP_EVERY = 30.0  # the name cache is capped anyway; expiring it is housekeeping
+# Characters of DNS chains the open flows may hold in all. A flow keeps the chain that named
+# it after the name cache (capped in bytes) lets go of it: 20,000 flows, each after its own
+# answer with a 16-name chain of long names, held 800 MB. Past this, the least recently
+# active flows are ended ("evicted", table_evictions_total{table="flows"}). Ordinary chains
+# (a few names, ~200 characters) let ~300,000 flows in, more than max_flows.
+MAX_CHAIN_CHARS = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Tracker:
                                       limits.dns_query_timeout)
         self.budget = Budget(limits.max_reassembly_bytes, telemetry)
         self.fingerprints = ja4.Fingerprints(lambda n: telemetry.evicted(Table.FINGERPRINTS, n))
+        self.chain_chars = 0      # of the DNS chains the flows in the table hold
         self.flows = FlowTable(limits.max_flows, timeouts, self._started, self._ended,
                                lambda n: telemetry.evicted(Table.FLOWS, n),
                                node_networks.__contains__)
@@ -345,7 +352,8 @@ class Tracker:
         if self._announce_start:
             self.emit(FlowStarted(flow))
 
-    def _settle(self, flow: Flow) -> None:
+    def _settle(self, flow: Flow, live: bool = True) -> None:
+        """Name the flow and announce it; `live`: it stays in the table (not ending)."""
         st = flow.track_state
         stream = st.client_stream if st is not None else None
         if stream is None and st is not None and st.h2 is not None:
@@ -353,9 +361,20 @@ class Tracker:
         if stream is not None and stream.conflict is not None:
             flow.ambiguous = True
         naming.settle(flow, self.names, flow.last)
+        if live:
+            self._hold_chain(flow)
         if stream is not None and stream.conflict is not None:
             self._report_conflict(flow, stream, flow.last)
         self.emit(FlowNamed(flow))
+
+    def _hold_chain(self, flow: Flow) -> None:
+        """Count the chain a flow in the table holds; past the budget, end the least
+        recently active flows (this one, just active, last)."""
+        chars = sum(map(len, flow.dns_chain))
+        self.chain_chars += chars - flow.chain_chars
+        flow.chain_chars = chars
+        while self.chain_chars > MAX_CHAIN_CHARS and len(self.flows) > 1:
+            self.flows.evict_oldest()
 
     def _conflict(self, flow: Flow, stream, ts: float) -> None:
         """Retransmitted bytes differ from what named the flow: it is named no longer."""
@@ -365,6 +384,7 @@ class Tracker:
         stream.release()
         flow.ambiguous = True
         naming.settle(flow, self.names, ts)
+        self._hold_chain(flow)
         self._report_conflict(flow, stream, ts)
 
     def _report_conflict(self, flow: Flow, stream, ts: float) -> None:
@@ -376,7 +396,9 @@ class Tracker:
 
     def _ended(self, flow: Flow, reason: str) -> None:
         if not flow.named:
-            self._settle(flow)
+            self._settle(flow, live=False)
+        self.chain_chars -= flow.chain_chars
+        flow.chain_chars = 0
         st = flow.track_state
         if st is not None:
             st.release()

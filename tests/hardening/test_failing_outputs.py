@@ -101,13 +101,15 @@ def test_sigterm_at_random_moments_of_a_replay_flushes_every_flow(tmp_path, big_
         d = tmp_path / str(i)
         d.mkdir()
         rc, text, err, flow_events = _interrupted_replay(d, pcap, delay)
-        assert rc == 130, (delay, rc, err[-2000:])
         assert "Traceback" not in err
         assert text, f"no metrics file after SIGTERM at {delay:.2f} s"
         flows_total = metric(text, "egress_auditor_flows_total")
         packets = metric(text, "egress_auditor_packets_total")
         if delay == 0.0:   # mid-read; later delays land in reading or in the final flush
+            assert rc == 130, (delay, rc, err[-2000:])
             assert packets < size, "the replay had read everything before an immediate SIGTERM"
+        else:              # or after the run ended, on a machine faster than the guess
+            assert rc == 130 or (rc == 0 and packets == size), (delay, rc, err[-2000:])
         assert flow_events == flows_total, (delay, flow_events, flows_total)
 
 

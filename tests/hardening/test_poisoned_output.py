@@ -123,13 +123,15 @@ def test_metric_label_values_are_length_capped(tmp_path):
 
 
 def test_an_invalid_name_is_cut_in_findings_as_in_flow_events(tmp_path):
-    """A 6 kB Host that names nothing is evidence, cut to the same 512 characters in the
-    `direct_ip` finding as in the flow event (not 16 kB a finding, one per flow)."""
-    from auditor.track.naming import MAX_INVALID_NAME
+    """A 6 kB Host that names nothing is evidence, cut to the same MAX_NAME_TEXT characters
+    and an ellipsis in the `direct_ip` finding as in the flow event (not 16 kB a finding, one
+    per flow)."""
+    from auditor.decode.text import CUT, MAX_NAME_TEXT
     from tests.hardening.crafted import flows_to, run
     c = Conn(dport=80).handshake().send(b"GET / HTTP/1.1\r\nHost: " + b"a" * 6000 + b"\r\n\r\n")
     report = run(tmp_path, c.ack().close().packets)
     (finding,) = [f for f in report.findings if f["rule"]["name"] == "direct_ip"]
-    assert len(finding["egress_auditor"]["evidence"]["invalid_name"]) == MAX_INVALID_NAME
+    cut = "a" * MAX_NAME_TEXT + CUT
+    assert finding["egress_auditor"]["evidence"]["invalid_name"] == cut
     (flow,) = flows_to(report, SERVER)
-    assert len(flow["egress_auditor"]["invalid_name"]) == MAX_INVALID_NAME
+    assert flow["egress_auditor"]["invalid_name"] == cut
