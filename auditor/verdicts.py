@@ -18,6 +18,10 @@ from auditor.policy.verdict import Judge, Verdict
 from auditor.telemetry import Table, Telemetry
 
 VERDICT_CACHE = 8192
+# A verdict whose key holds a longer DNS chain is decided but not kept: a key holds its chain,
+# so 8,192 crafted 16-name chains of long names would keep ~130 MB after the flows and the
+# name cache let go of them. Ordinary chains are a few names, ~200 characters.
+CACHEABLE_CHAIN_CHARS = 1024
 
 
 class Verdicts(Component):
@@ -58,11 +62,12 @@ class Verdicts(Component):
         verdict = self._cache.get(key)
         if verdict is None:
             verdict = self._judge.judge(*key)
-            cache = self._cache
-            if len(cache) >= VERDICT_CACHE:
-                cache.popitem(last=False)
-                self.telemetry.evicted(Table.VERDICT_CACHE)
-            cache[key] = verdict
+            if not flow.dns_chain or sum(map(len, flow.dns_chain)) <= CACHEABLE_CHAIN_CHARS:
+                cache = self._cache
+                if len(cache) >= VERDICT_CACHE:
+                    cache.popitem(last=False)
+                    self.telemetry.evicted(Table.VERDICT_CACHE)
+                cache[key] = verdict
         flow.verdict = verdict
         if not verdict.allowed and self._emit is not None:
             self._emit(Violation(flow.last, flow))

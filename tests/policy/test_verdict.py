@@ -217,3 +217,19 @@ def test_cached_verdicts_are_the_judges_and_a_new_policy_empties_the_cache(monke
     assert not judged("198.51.100.9", 443, None, "none").allowed
     judge.judge = internet                      # SIGHUP: a new policy generation
     assert judge._cache == {} and judged("198.51.100.9", 443, None, "none").allowed
+
+
+def test_a_verdict_whose_chain_is_long_is_decided_but_not_kept(judge_for):
+    """A cache key holds its DNS chain: a crafted chain of long names is judged like any
+    other, and not kept once flows and the name cache let go of it."""
+    from auditor import verdicts as stage
+    from auditor.events import FlowNamed
+    from auditor.flow import Flow
+    judge = stage.Verdicts(judge_for())
+    long_chain = tuple(f"h{k}-{'x' * 200}.cdn.example" for k in range(8))
+    for chain in (long_chain, ("pypi.org",)):
+        flow = Flow(server_ip="151.101.0.223", server_port=443, domain="pypi.org",
+                    name_source="sni", dns_chain=chain)
+        judge.flow_named(FlowNamed(flow))
+        assert flow.verdict == judge.judge.judge("151.101.0.223", 443, "tcp", "pypi.org", "sni", chain, True)
+    assert [k[5] for k in judge._cache] == [("pypi.org",)]
