@@ -33,8 +33,8 @@ NAME_SWEEP_EVERY = 30.0  # the name cache is capped anyway; expiring it is house
 # it after the name cache (capped in bytes) lets go of it: 20,000 flows, each after its own
 # answer with a 16-name chain of long names, held 800 MB. Past this, the least recently
 # active flows are ended ("evicted", table_evictions_total{table="flows"}). Ordinary chains
-# (a few names, ~200 characters) let ~300,000 flows in, more than max_flows.
-MAX_CHAIN_CHARS = 64 << 20
+# (a few names, ~200 characters) let ~150,000 flows in, more than max_flows.
+MAX_CHAIN_CHARS = 32 << 20
 
 
 @dataclass(frozen=True)
