@@ -139,16 +139,25 @@ def _rules_with_a_labels() -> list[str]:
     return out
 
 
-@lru_cache(maxsize=8192)
 def registered_domain(name: str) -> str:
     """eTLD+1 of a normal-form name; the name itself when it is a public suffix or a single
-    label (so every name has a key)."""
+    label (so every name has a key). Cached, except names longer than a host name can be
+    (escaped raw bytes from DNS), which never repeat and would hold ~1 kB each."""
+    if len(name) > MAX_NAME + 3:
+        return _registered_domain(name)
+    return _cached_registered_domain(name)
+
+
+def _registered_domain(name: str) -> str:
     if not name or name == ".":
         return ""
     try:
         return _list().privatesuffix(name) or name
     except Exception:  # noqa: BLE001 - the list library must not take the pipeline down
         return name
+
+
+_cached_registered_domain = lru_cache(maxsize=8192)(_registered_domain)
 
 
 @lru_cache(maxsize=8192)

@@ -236,12 +236,24 @@ def entropy(data: bytes) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
 
 
-@lru_cache(maxsize=16384)
 def _shape(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:
     """(registered domain, subdomain wire bytes, entropy of the subdomain without dots).
     Cached: ordinary traffic asks for the same names over and over; a tunnel's unique names
-    only cycle through the cache."""
+    only cycle through the cache. A name longer than a host name can be (escaped raw bytes,
+    up to ~1,000 characters) is never one that repeats, and is not kept."""
+    if len(name) > MAX_CACHED_NAME:
+        return _measure(name, entropy_min_length)
+    return _cached_shape(name, entropy_min_length)
+
+
+MAX_CACHED_NAME = 256
+
+
+def _measure(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:
     domain = registered_domain(name)
     sub = wire(name[:-len(domain)].rstrip(".")) if domain and name != domain else b""
     flat = sub.replace(b".", b"")
     return domain, sub, entropy(flat) if len(flat) >= entropy_min_length else 0.0
+
+
+_cached_shape = lru_cache(maxsize=16384)(_measure)

@@ -200,3 +200,17 @@ def test_a_key_that_fired_builds_no_evidence_again_within_the_window():
         mp.setattr(dns_tunnel.DnsTunneling, "fire", counting)
         found, _ = detect(tunnel_queries(count=60), only="dns_tunneling")
     assert len(found) == 1 and len(fired) == 1
+
+
+def test_names_longer_than_a_host_name_are_measured_alike_and_not_kept():
+    """Escaped raw bytes make DNS names of ~1,000 characters that never repeat: measured as
+    a cached name would be, and kept by neither the shape nor the registered-domain cache."""
+    from auditor import hostnames
+    from auditor.detect import dns_tunnel
+    long = "\\255" * 100 + "." + "x" * 60 + ".evil.example.com"
+    before = (dns_tunnel._cached_shape.cache_info().currsize,
+              hostnames._cached_registered_domain.cache_info().currsize)
+    assert dns_tunnel._shape(long, 20) == dns_tunnel._measure(long, 20)
+    assert dns_tunnel._shape(long, 20)[0] == hostnames.registered_domain(long) == "example.com"
+    assert (dns_tunnel._cached_shape.cache_info().currsize,
+            hostnames._cached_registered_domain.cache_info().currsize) == before
