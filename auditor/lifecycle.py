@@ -39,18 +39,29 @@ def settle_heap() -> None:
 
 class StopOnSignal:
     """SIGTERM/SIGINT ask the loop to stop at the next check; the pipeline then flushes
-    every open flow, so nothing already captured is lost. A second signal interrupts."""
+    every open flow, so nothing already captured is lost. A second signal interrupts.
 
-    def __init__(self, pipeline: Pipeline):
+    Installed before the audit is built (building it opens the events file), and given the
+    pipeline once there is one: a signal in between stops the pipeline before its first
+    packet, and the run still ends with its metrics file and exit code, where the default
+    action used to kill it with neither."""
+
+    def __init__(self, pipeline: Pipeline | None = None):
         self.pipeline = pipeline
         self.signal: int | None = None
         self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def attach(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        if self.signal is not None:
+            pipeline.stopping = True
 
     def _handle(self, signum, frame) -> None:
         if self.signal is not None:  # second signal: the user means it
             raise KeyboardInterrupt
         self.signal = signum
-        self.pipeline.stopping = True
+        if self.pipeline is not None:
+            self.pipeline.stopping = True
 
     def restore(self) -> None:
         for s, h in self._old.items():

@@ -34,17 +34,23 @@ class Replay:
         if self.settings.metrics_file:
             textfile.check(self.settings.metrics_file)
         self.files = open_captures(args.pcaps)
-        self.audit = assemble.build(self.settings)
+        self.stop = StopOnSignal()          # before the build opens the events file
+        try:
+            self.audit = assemble.build(self.settings)
+        except BaseException:
+            self.stop.restore()
+            raise
         for notice in self.audit.notices:
             print(notice, file=sys.stderr)
         self.pipeline = self.audit.pipeline
+        self.stop.attach(self.pipeline)
         self.lingered = self.loop is not None
 
     def run(self) -> int:
         args, pipeline = self.args, self.pipeline
         server = (serve_metrics(self.audit.registry, self.settings.metrics_listen, args.metrics_port)
                   if args.metrics_port is not None else None)
-        stop = StopOnSignal(pipeline)
+        stop = self.stop
         settle_heap()
         started = time.monotonic()
         output_failed = False
@@ -98,6 +104,8 @@ class Replay:
         progress = Progress(files, enabled=sys.stderr.isatty() and not self.args.quiet)
         try:
             for i, capture in enumerate(files):
+                if self.pipeline.stopping:      # a signal before this file began
+                    break
                 progress.next_file(i)
                 warnings = feed_file(self.pipeline, capture,
                                      _shifted(capture, offset) if offset else None, progress)

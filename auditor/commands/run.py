@@ -87,13 +87,19 @@ def main(args) -> int:
     if args.bpf:
         bpf = f"({bpf}) and ({args.bpf})"
     capture = LiveCapture(args.interface, bpf=bpf, ring_bytes=args.ring_mib << 20)
-    audit = assemble.build(settings, attribution=not args.no_attribution)
+    stop = StopOnSignal()                   # before the build opens the events file
+    try:
+        audit = assemble.build(settings, attribution=not args.no_attribution)
+    except BaseException:
+        stop.restore()
+        capture.close()
+        raise
     for notice in audit.notices:
         print(notice, file=sys.stderr)
     attribution = audit.attribution
     pipeline = audit.pipeline
+    stop.attach(pipeline)
     server = serve_metrics(audit.registry, settings.metrics_listen, port, web)
-    stop = StopOnSignal(pipeline)
     hup = OnSignal(signal.SIGHUP)           # reload the policy and reopen the events file
     usr1 = OnSignal(signal.SIGUSR1)         # reopen the events file only (logrotate)
     next_stats = 0.0

@@ -113,6 +113,35 @@ def test_sigterm_at_random_moments_of_a_replay_flushes_every_flow(tmp_path, big_
         assert flow_events == flows_total, (delay, flow_events, flows_total)
 
 
+SIGNAL_DURING_BUILD = """
+import signal, sys
+from auditor import assemble, cli
+real = assemble.build
+def build_then_signal(*args, **kwargs):
+    audit = real(*args, **kwargs)          # the events file is open, no packet read yet
+    signal.raise_signal(signal.SIGTERM)
+    return audit
+assemble.build = build_then_signal
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_the_audit_is_being_built_still_ends_with_metrics(tmp_path, big_capture):
+    """The window the random-moment test above hits only sometimes: a SIGTERM after the
+    events file is open and before the first packet. The run stops before reading, and still
+    writes its metrics file and exits 130 (the default action used to kill it with neither)."""
+    pcap, size = big_capture
+    events, metrics = tmp_path / "events.jsonl", tmp_path / "m.prom"
+    proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_BUILD, "replay", str(pcap),
+                           "--events", str(events), "--metrics-file", str(metrics),
+                           "--node-network", "10.0.0.0/8", "--quiet"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 130, (proc.returncode, proc.stderr[-2000:])
+    text = metrics.read_text()
+    assert metric(text, "egress_auditor_packets_total") < size
+    assert floods.flow_events(events) == metric(text, "egress_auditor_flows_total")
+
+
 def test_a_write_that_fails_part_way_counts_exactly_the_events_lost(tmp_path):
     """The events file is written in batches; when the kernel stops a batch part-way (a file
     size limit: the write that crosses it is cut short, the next fails with EFBIG), the lines
