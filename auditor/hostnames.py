@@ -19,6 +19,9 @@ from functools import lru_cache
 from auditor import addresses
 
 MAX_NAME = 253
+# Names longer than a host name can be (escaped raw bytes from DNS, up to ~1,000 characters)
+# never repeat: caches keyed by names leave them out.
+MAX_CACHED_NAME = MAX_NAME + 3
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _PORT = re.compile(r"[0-9]{1,5}\Z")
 _psl = None
@@ -143,7 +146,7 @@ def registered_domain(name: str) -> str:
     """eTLD+1 of a normal-form name; the name itself when it is a public suffix or a single
     label (so every name has a key). Cached, except names longer than a host name can be
     (escaped raw bytes from DNS), which never repeat and would hold ~1 kB each."""
-    if len(name) > MAX_NAME + 3:
+    if len(name) > MAX_CACHED_NAME:
         return _registered_domain(name)
     return _cached_registered_domain(name)
 

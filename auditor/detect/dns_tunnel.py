@@ -29,7 +29,7 @@ from pydantic import Field
 
 from auditor.detect.base import Context, Detector, DetectorSettings, Evidence, NameTable
 from auditor.events import DnsAnswered, DnsQuery
-from auditor.hostnames import normalise, registered_domain
+from auditor.hostnames import MAX_CACHED_NAME, normalise, registered_domain
 
 NULL = 10
 DNS_PORT = 53
@@ -244,9 +244,6 @@ def _shape(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:
     if len(name) > MAX_CACHED_NAME:
         return _measure(name, entropy_min_length)
     return _cached_shape(name, entropy_min_length)
-
-
-MAX_CACHED_NAME = 256
 
 
 def _measure(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:

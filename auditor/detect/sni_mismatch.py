@@ -79,7 +79,9 @@ class SniMismatch(Detector):
                 chain_names = normal[chain] = [normalise(n) for n in chain]
             names = by_ip.touch(ip + scope, dict)
             for n in chain_names:
-                if names.pop(n, 0) is not None:     # not there before
+                if n in names:
+                    del names[n]                    # re-inserted: dict order is recency order
+                else:
                     by_ip.hold(len(n))
                 names[n] = None
                 key = n + scope
