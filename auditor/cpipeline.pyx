@@ -26,6 +26,7 @@ setup.py when a C compiler is there.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_GET_SIZE
 from libc.string cimport memcmp, memcpy
 
 import time
@@ -128,7 +129,7 @@ cdef bint _parse(buf_t b, Py_ssize_t n, Py_ssize_t off, unsigned int et, Hdr h):
 cdef class FastPath:
     """Counts packets of known flows; `take` says whether it did. Plain packets, and VXLAN
     frames whose carrier and inner flows are both known (`Tracker.tunnel`'s common case)."""
-    cdef object tracker, table, rev, touch, vxlan_hops, ethernet, Packet, Fragment, Tunnel
+    cdef object tracker, table, touch, vxlan_hops, ethernet, Packet, Fragment, Tunnel
     cdef Hdr outer, inner
     cdef public long long taken
     cdef unsigned char tunnel_port[65536]
@@ -142,7 +143,6 @@ cdef class FastPath:
     def __init__(self, tracker):
         self.tracker = tracker
         self.table = tracker.flows._table
-        self.rev = tracker.flows._rev
         self.touch = self.table.move_to_end
         self.vxlan_hops = _tunnel._VXLAN_HOPS
         self.ethernet = _packet.ethernet
@@ -154,13 +154,18 @@ cdef class FastPath:
             self.tunnel_port[p] = kind is not None
             self.vxlan_port[p] = kind == "vxlan"
 
-    cdef object _find(self, object key, bint* from_client):
+    cdef object _find(self, tuple key, bint* from_client):
         """The flow of this key (either direction) or None."""
         cdef PyObject* found = PyDict_GetItem(self.table, key)
         if found is not NULL:
             from_client[0] = True
             return <object>found
-        found = PyDict_GetItem(self.rev, key)
+        # a server's packet: its key reversed is its flow's (flows.FlowTable keeps one index)
+        if PyTuple_GET_SIZE(key) == 5:
+            rkey = (key[0], key[3], key[4], key[1], key[2])
+        else:
+            rkey = (key[0], key[3], key[4], key[1], key[2], key[5])
+        found = PyDict_GetItem(self.table, rkey)
         if found is not NULL:
             from_client[0] = False
             return <object>found

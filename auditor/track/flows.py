@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterator
 
 from auditor.addresses import text as ip_text
@@ -60,8 +61,10 @@ class FlowTable:
         self._started = started
         self._ended = ended
         self._on_evict = on_evict
-        self._table: OrderedDict[tuple, Flow] = OrderedDict()  # client->server key -> flow
-        self._rev: dict[tuple, Flow] = {}  # server->client key -> flow: one lookup per packet
+        # client->server key -> flow. A server's packet finds its flow by its key reversed:
+        # a second index by server key would cost a tuple and a dict slot per flow (~15% of
+        # a SYN flood's flow memory) to save building that tuple for a server's packet.
+        self._table: OrderedDict[tuple, Flow] = OrderedDict()
         self._min_timeout = min(timeouts.tcp_closed, timeouts.udp_idle, timeouts.other_idle,
                                 timeouts.tcp_attempt, timeouts.tcp_idle)
         # No flow can be due before this capture time: `expire` skips its walk until then.
@@ -70,6 +73,10 @@ class FlowTable:
 
     def __len__(self) -> int:
         return len(self._table)
+
+    def by_server_key(self, key: tuple) -> Flow | None:
+        """The flow a packet with this key, sent by its flow's server, belongs to."""
+        return self._table.get(_reverse(key))
 
     def __iter__(self) -> Iterator[Flow]:
         return iter(list(self._table.values()))
@@ -83,7 +90,7 @@ class FlowTable:
         if flow is not None:
             from_client = True
         else:
-            flow = self._rev.get(key)
+            flow = self._table.get(_reverse(key))
             if flow is None:
                 flow = self._create(pkt)
                 return flow, flow.key[1] == pkt.src and flow.key[2] == pkt.sport
@@ -102,7 +109,6 @@ class FlowTable:
             self.evict_oldest()
         flow = new_flow(pkt, from_src=self._sender_is_client(pkt))
         self._table[flow.key] = flow
-        self._rev[_reverse(flow.key)] = flow
         self.flows_created += 1
         self._started(flow)
         return flow
@@ -111,7 +117,6 @@ class FlowTable:
         """End the least recently active flow, counted as an eviction (the table is full, or
         what its flows hold is over a budget)."""
         _, victim = self._table.popitem(last=False)
-        del self._rev[_reverse(victim.key)]
         self._on_evict(1)
         self._ended(victim, "evicted")
 
@@ -131,7 +136,6 @@ class FlowTable:
 
     def _remove(self, flow: Flow) -> None:
         del self._table[flow.key]
-        del self._rev[_reverse(flow.key)]
 
     def expire(self, now: float) -> None:
         """End flows idle past their timeout. Walks from the least recently active flow and
@@ -179,16 +183,15 @@ class FlowTable:
         """End every flow still in the table (end of capture, shutdown)."""
         while self._table:
             _, flow = self._table.popitem(last=False)
-            del self._rev[_reverse(flow.key)]
             self._ended(flow, reason)
 
 
 def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
     """The record of a flow whose first packet is `pkt` (sent by the client if `from_src`)."""
     if from_src:
-        c, cp, s, sp = pkt.src, pkt.sport, pkt.dst, pkt.dport
+        (c, c_text), cp, (s, s_text), sp = _shared(pkt.src), pkt.sport, _shared(pkt.dst), pkt.dport
     else:
-        c, cp, s, sp = pkt.dst, pkt.dport, pkt.src, pkt.sport
+        (c, c_text), cp, (s, s_text), sp = _shared(pkt.dst), pkt.dport, _shared(pkt.src), pkt.sport
     key: tuple = (pkt.proto, c, cp, s, sp)
     tunnel = pkt.tunnel
     if tunnel is not None:
@@ -197,7 +200,7 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
         assert isinstance(pkt, Tunnel)
         cp = pkt.entropy_port
     flow = Flow(transport=TRANSPORT_NAMES.get(pkt.proto, str(pkt.proto)),
-                client_ip=ip_text(c), client_port=cp, server_ip=ip_text(s), server_port=sp,
+                client_ip=c_text, client_port=cp, server_ip=s_text, server_port=sp,
                 start=pkt.ts, key=key, midstream=pkt.proto == TCP and not pkt.tcp_flags & SYN)
     flow.proto = pkt.proto
     flow.start_ns = flow.last_ns = pkt.ts_ns
@@ -211,8 +214,18 @@ def new_flow(pkt: Packet, from_src: bool = True) -> Flow:
     return flow
 
 
+@lru_cache(maxsize=4096)
+def _shared(packed: bytes) -> tuple[bytes, str]:
+    """An address as flows keep it (packed in the key, text for the sinks), one copy of each
+    for all the flows of an address they repeat: the node's own, its resolver (~100 bytes a
+    flow). A scan of ever-new addresses only cycles the cache."""
+    return packed, ip_text(packed)
+
+
 def _reverse(key: tuple) -> tuple:
-    """The key as the server's packets spell it (an inner flow's tunnel scope is the same
+    """The key as the other end's packets spell it (an inner flow's tunnel scope is the same
     both ways, so it stays last)."""
-    return (key[0], key[3], key[4], key[1], key[2], *key[5:])
+    if len(key) == 5:
+        return (key[0], key[3], key[4], key[1], key[2])
+    return (key[0], key[3], key[4], key[1], key[2], key[5])
 

@@ -75,7 +75,7 @@ class Tracker:
         self._announce_start = emit.wants(FlowStarted)
         # Bound once: the fast path below is most of the per-packet cost.
         self._by_client_key = self.flows._table.get
-        self._by_server_key = self.flows._rev.get
+        self._by_server_key = self.flows.by_server_key
         self._touch = self.flows._table.move_to_end
         self._next_sweep = float("-inf")
         self._next_name_sweep = float("-inf")

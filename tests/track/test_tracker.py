@@ -140,6 +140,23 @@ def test_idle_udp_flow_ends_and_table_cap_evicts_and_counts():
     assert len(reasons) == 41                   # every flow ends exactly once
 
 
+def test_flows_share_the_addresses_they_repeat_and_answers_find_them_by_reversed_key():
+    # One index (client key) serves both directions: each server's SYN-ACK must land on its
+    # own flow, and the node address is held once for all flows (~100 bytes a flow).
+    servers = [f"93.184.{i // 200}.{i % 200 + 1}" for i in range(300)]
+    pkts = []
+    for i, s in enumerate(servers):     # a SYN-ACK (the tracker) and an ACK (the fast path)
+        pkts += tcp_handshake(C, s, 20000 + i)
+        pkts.append(IP(src=s, dst=C) / TCP(sport=443, dport=20000 + i, flags="A", seq=5001, ack=1001))
+    _, rec = run(pkts)
+    flows = ended(rec)
+    assert len(flows) == 300
+    assert all((f.c_packets, f.s_packets, f.server_seen) == (2, 2, True) for f in flows)
+    assert sorted(f.server_ip for f in flows) == sorted(servers)
+    assert len({id(f.client_ip) for f in flows}) == 1
+    assert len({id(f.key[1]) for f in flows}) == 1
+
+
 def test_flow_named_once_per_flow():
     _, rec = run(tls_flow(40008, "x.example") + tls_flow(40009))
     assert len(rec.of(FlowNamed)) == 2
