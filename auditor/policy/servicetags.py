@@ -12,7 +12,7 @@ import re
 from datetime import datetime, timezone
 from bisect import bisect_right
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from auditor.addresses import parse as parse_address
 
@@ -100,7 +100,7 @@ class PrefixTable:
         by_block: dict[tuple[int, int, int], set[str]] = grouped if grouped is not None else {}
         for bits, first, last, label in blocks:
             by_block.setdefault((bits, first, last), set()).add(label)
-        self._starts: dict[int, list[int]] = {}
+        self._starts: dict[int, Sequence[int]] = {}   # a list, or an array from the index
         self._labels: dict[int, list[tuple[str, ...]]] = {}
         for bits in (32, 128):
             # (first, -last) is unique per block, so the label sets are never compared.
@@ -139,7 +139,7 @@ class PrefixTable:
         return starts, labels
 
     @classmethod
-    def from_arrays(cls, starts: dict[int, list[int]],
+    def from_arrays(cls, starts: dict[int, Sequence[int]],
                     labels: dict[int, list[tuple[str, ...]]]) -> "PrefixTable":
         """A table from the intervals a built one holds (`tagindex`)."""
         table = cls.__new__(cls)
