@@ -32,6 +32,12 @@ class Evidence(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def evidence_fields(evidence: Evidence) -> dict[str, Any]:
+    """`evidence.model_dump(exclude_none=True)` for an Evidence, whose fields are flat (no
+    nested models): a third of the cost, paid once per finding (a flow's worth on a flood)."""
+    return {k: v for k, v in evidence.__dict__.items() if v is not None}
+
+
 class DetectorSettings(BaseModel):
     """Thresholds of one detector; subclasses add their own fields."""
     model_config = ConfigDict(extra="forbid")
@@ -162,7 +168,7 @@ class Detector(Component):
         if not self.due(key, ts):
             return False
         # Typed: a detector that reports a field its Evidence model does not declare is a bug.
-        evidence = self.Evidence.model_validate(evidence).model_dump(exclude_none=True)
+        evidence = evidence_fields(self.Evidence.model_validate(evidence))
         if flow is not None:
             source_ip = source_ip or flow.client_ip
             destination_ip = destination_ip or flow.server_ip
