@@ -228,12 +228,23 @@ def wire(text: str) -> bytes:
                        text).encode("latin-1", "replace")
 
 
+# c * log2(c) for the counts a name's bytes can reach: -sum(p * log2(p)) over p = c / n is
+# log2(n) - sum(c * log2(c)) / n, and a table lookup per distinct byte is cheaper than a
+# division and a logarithm (5.7 -> 3.7 us per name; every new name of a flood is measured).
+_C_LOG2_C = [0.0] + [c * math.log2(c) for c in range(1, 2049)]
+
+
 def entropy(data: bytes) -> float:
     """Shannon entropy in bits per byte."""
     n = len(data)
     if not n:
         return 0.0
-    return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+    counts = Counter(data).values()
+    if n < len(_C_LOG2_C):
+        weighted = sum(map(_C_LOG2_C.__getitem__, counts))
+    else:
+        weighted = sum(c * math.log2(c) for c in counts)
+    return max(0.0, math.log2(n) - weighted / n)
 
 
 def _shape(name: str, entropy_min_length: int) -> tuple[str, bytes, float]:

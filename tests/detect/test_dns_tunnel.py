@@ -1,9 +1,12 @@
 """dns_tunneling: volume, NULL and long-TXT triggers, once per window, response-only
 captures, and capped state."""
 import base64
+import math
 import os
+from collections import Counter
 
 import pytest
+from hypothesis import example, given, strategies as st
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, UDP
 
@@ -132,6 +135,22 @@ def test_name_helpers():
     assert registered_domain("acct.blob.core.windows.net") == "acct.blob.core.windows.net"
     assert registered_domain("com") == "com"
     assert entropy(b"aaaa") == 0 and round(entropy(b"abcd"), 3) == 2.0
+
+
+@given(st.binary(max_size=5000) | st.text("ab0123456789xyz-", max_size=3000).map(str.encode))
+@example(b"\x00" * 2048)           # a count just past the table
+@example(bytes(range(256)) * 9)
+def test_entropy_is_shannons_definition(data):
+    # entropy() uses log2(n) - sum(c log2 c) / n with a table of c log2 c; the definition
+    # sums -p log2 p. Same within float error, and inside its bounds.
+    n = len(data)
+    h = entropy(data)
+    if not n:
+        assert h == 0.0
+        return
+    definition = -sum(c / n * math.log2(c / n) for c in Counter(data).values())
+    assert abs(h - definition) < 1e-9
+    assert 0.0 <= h <= math.log2(min(n, 256)) + 1e-9
 
 
 def test_mx_and_cname_count_like_txt_but_srv_does_not():
