@@ -90,7 +90,7 @@ class FlowTable:
         if flow is not None:
             from_client = True
         else:
-            flow = self._table.get(_reverse(key))
+            flow = self.by_server_key(key)
             if flow is None:
                 flow = self._create(pkt)
                 return flow, flow.key[1] == pkt.src and flow.key[2] == pkt.sport
